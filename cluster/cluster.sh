@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# The bundled single-node Kubernetes: `cluster.sh up | down | destroy | status`.
+#   up       build what is missing (binaries, images), then start every component; a no-op when all run
+#   down     stop everything and remove every process, mount, bridge, cgroup and iptables rule; keep the data
+#   destroy  down, then delete the cluster's data too (binaries and images stay cached)
+#   status   print each component's state; exit 0 when the cluster is healthy, 3 when it is stopped, 1 otherwise
+# The kubeconfig is written to $STATE/kubeconfig (/var/lib/mlplatform-cluster/kubeconfig by default).
+. "$(dirname "$0")/lib.sh"
+
+NODE_NAME=mlplatform-node
+POD_CIDR=198.18.0.0/16
+SERVICE_CIDR=198.19.0.0/16
+GUARD_CIDR=198.18.0.0/15   # pods and services together
+DNS_IP=198.19.0.10
+STORAGE_DIR=$STATE/volumes
+E=$STATE/etc
+P=$E/pki
+RUN=$STATE/run
+LOGS=$STATE/logs
+SOCK=$RUN/containerd/containerd.sock
+B=$BIN_DIR
+# Components in start order; `down` stops them in reverse.
+COMPONENTS="containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy local-path-provisioner"
+
+external_interface() { ip -4 route show default | awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i + 1); exit}}'; }
+node_ip() { ip -4 -o addr show dev "$(external_interface)" | awk '{split($4, a, "/"); print a[1]; exit}'; }
+ctr_() { ctr -a "$SOCK" -n k8s.io "$@"; }
+kc() { "$B/kubectl" --kubeconfig "$E/admin.conf" "$@"; }
+
+# --- egress guards: installed before anything starts, removed only after everything stopped -------------
+guard_rules() {
+  local ifc=$1
+  echo "mangle POSTROUTING -o $ifc -s $GUARD_CIDR -j DROP"
+  echo "mangle POSTROUTING -o $ifc -d $GUARD_CIDR -j DROP"
+  echo "mangle FORWARD -o $ifc -j DROP"
+  echo "filter FORWARD -o $ifc -j DROP"
+}
+install_guards() {
+  local ifc table chain rule
+  ifc=$(external_interface)
+  [ -n "$ifc" ] || die "cannot find the external interface (no default route)"
+  guard_rules "$ifc" | while read -r table chain rule; do
+    # shellcheck disable=SC2086
+    iptables -t "$table" -C "$chain" $rule 2>/dev/null || iptables -t "$table" -I "$chain" 1 $rule
+  done
+  echo "$ifc" > "$STATE/guarded-interface"
+}
+remove_guards() {
+  local ifc table chain rule
+  [ -f "$STATE/guarded-interface" ] || return 0
+  ifc=$(cat "$STATE/guarded-interface")
+  guard_rules "$ifc" | while read -r table chain rule; do
+    # shellcheck disable=SC2086
+    while iptables -t "$table" -D "$chain" $rule 2>/dev/null; do :; done
+  done
+  rm -f "$STATE/guarded-interface"
+}
+
+# --- supervised processes: each runs in its own session, restarted when it exits --------------------------
+pid_of() { local f=$RUN/$1.pid; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
+start() { # name command...
+  local name=$1; shift
+  if pid_of "$name" >/dev/null; then return 0; fi
+  log "starting $name"
+  setsid bash -c 'while :; do "$@"; echo "$(date -u +%T) exited with $?, restarting" >&2; sleep 1; done' \
+    "$name" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! > "$RUN/$name.pid"
+}
+stop() { # name
+  local pid i
+  pid=$(pid_of "$1") || { rm -f "$RUN/$1.pid"; return 0; }
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do pgrep -g "$pid" >/dev/null || break; sleep 0.2; done
+  if pgrep -g "$pid" >/dev/null; then log "killing $1"; kill -KILL -- "-$pid" 2>/dev/null || true; sleep 0.5; fi
+  rm -f "$RUN/$1.pid"
+  log "stopped $1"
+}
+wait_for() { # description seconds command...
+  local what=$1 seconds=$2 deadline; shift 2
+  deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "timed out after ${seconds}s waiting for $what (logs: $LOGS)"
+    sleep 0.2
+  done
+}
+
+# --- configuration -----------------------------------------------------------------------------------------
+write_config() {
+  local ip=$1
+  mkdir -p "$E/cni" "$P" "$STATE"/{containerd,etcd,kubelet,cni-ipam} "$RUN" "$LOGS/pods" "$STORAGE_DIR"
+  chmod 700 "$STATE/etcd"
+  cat > "$E/containerd.toml" <<EOF
+version = 2
+root = "$STATE/containerd"
+state = "$RUN/containerd"
+oom_score = 0
+[grpc]
+  address = "$SOCK"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:$PAUSE_VERSION"
+  # This VM lacks CAP_SYS_RESOURCE: without this every pod sandbox fails to start.
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$E/cni"
+EOF
+  # ipMasq off: pod traffic is never NATed to the machine's address, so nothing from a pod can leave disguised.
+  cat > "$E/cni/10-bridge.conflist" <<EOF
+{"cniVersion": "1.0.0", "name": "mlplatform", "plugins": [
+  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "dataDir": "$STATE/cni-ipam", "ranges": [[{"subnet": "198.18.0.0/24"}]],
+            "routes": [{"dst": "0.0.0.0/0"}]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+EOF
+  cat > "$E/kubeadm.yaml" <<EOF
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint: {advertiseAddress: $ip, bindPort: 6443}
+nodeRegistration: {name: $NODE_NAME, criSocket: "unix://$SOCK"}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: $KUBERNETES_VERSION
+clusterName: mlplatform
+certificatesDir: $P
+controlPlaneEndpoint: "$ip:6443"
+networking: {serviceSubnet: $SERVICE_CIDR, podSubnet: $POD_CIDR, dnsDomain: cluster.local}
+apiServer: {certSANs: [127.0.0.1, localhost, $NODE_NAME, $ip]}
+etcd:
+  local: {dataDir: $STATE/etcd, serverCertSANs: [127.0.0.1, localhost], peerCertSANs: [127.0.0.1, localhost]}
+EOF
+  cat > "$E/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+containerRuntimeEndpoint: "unix://$SOCK"
+authentication: {anonymous: {enabled: false}, webhook: {enabled: true}, x509: {clientCAFile: $P/ca.crt}}
+authorization: {mode: Webhook}
+clusterDomain: cluster.local
+clusterDNS: [$DNS_IP]
+resolvConf: ""
+oomScoreAdj: 0
+maxPods: 250
+# Images cannot be pulled again here: never garbage-collect them, and evict only when really out of room.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+rotateCertificates: false
+podLogsDir: $LOGS/pods
+address: $ip
+healthzBindAddress: 127.0.0.1
+EOF
+  cat > "$E/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection: {kubeconfig: $E/kube-proxy.conf}
+hostnameOverride: $NODE_NAME
+clusterCIDR: $POD_CIDR
+oomScoreAdj: 0
+bindAddress: $ip
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+EOF
+}
+
+write_pki() {
+  local ip=$1
+  if [ -f "$E/admin.conf" ] && grep -q "server: https://$ip:6443" "$E/admin.conf"; then return 0; fi
+  log "creating PKI and kubeconfigs"
+  "$B/kubeadm" init phase certs all --config "$E/kubeadm.yaml" >/dev/null
+  "$B/kubeadm" init phase kubeconfig all --config "$E/kubeadm.yaml" --kubeconfig-dir "$E" >/dev/null
+  "$B/kubeadm" kubeconfig user --config "$E/kubeadm.yaml" --client-name system:kube-proxy > "$E/kube-proxy.conf"
+  chmod 600 "$E"/*.conf
+  install -m 600 "$E/admin.conf" "$KUBECONFIG_PATH"
+}
+
+# --- components --------------------------------------------------------------------------------------------
+start_containerd() {
+  start containerd containerd --config "$E/containerd.toml"
+  wait_for containerd 30 ctr_ version
+}
+
+import_images() {
+  local ref tarball marker
+  mkdir -p "$STATE/imported"
+  while IFS=$'\t' read -r ref tarball; do
+    marker=$STATE/imported/$(basename "$tarball")
+    [ -f "$marker" ] && continue
+    log "importing $ref"
+    ctr_ images import --base-name "${ref%:*}" "$tarball" >/dev/null
+    touch "$marker"
+  done < <("$CLUSTER_DIR/images.sh" list)
+}
+
+start_control_plane() {
+  local ip=$1
+  start etcd "$B/etcd" --name="$NODE_NAME" --data-dir="$STATE/etcd" \
+    --listen-client-urls=https://127.0.0.1:2379 --advertise-client-urls=https://127.0.0.1:2379 \
+    --listen-peer-urls=https://127.0.0.1:2380 --initial-advertise-peer-urls=https://127.0.0.1:2380 \
+    --initial-cluster="$NODE_NAME=https://127.0.0.1:2380" --listen-metrics-urls=http://127.0.0.1:2381 \
+    --cert-file="$P/etcd/server.crt" --key-file="$P/etcd/server.key" --trusted-ca-file="$P/etcd/ca.crt" \
+    --client-cert-auth=true --peer-cert-file="$P/etcd/peer.crt" --peer-key-file="$P/etcd/peer.key" \
+    --peer-trusted-ca-file="$P/etcd/ca.crt" --peer-client-cert-auth=true --snapshot-count=10000
+  wait_for etcd 60 sh -c 'curl -s http://127.0.0.1:2381/health | grep -q "\"health\":\"true\""'
+  start kube-apiserver "$B/kube-apiserver" --advertise-address="$ip" --secure-port=6443 --allow-privileged=true \
+    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction --client-ca-file="$P/ca.crt" \
+    --etcd-servers=https://127.0.0.1:2379 --etcd-cafile="$P/etcd/ca.crt" \
+    --etcd-certfile="$P/apiserver-etcd-client.crt" --etcd-keyfile="$P/apiserver-etcd-client.key" \
+    --kubelet-client-certificate="$P/apiserver-kubelet-client.crt" --kubelet-client-key="$P/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP --proxy-client-cert-file="$P/front-proxy-client.crt" \
+    --proxy-client-key-file="$P/front-proxy-client.key" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-client-ca-file="$P/front-proxy-ca.crt" --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --requestheader-group-headers=X-Remote-Group --requestheader-username-headers=X-Remote-User \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local --service-account-key-file="$P/sa.pub" \
+    --service-account-signing-key-file="$P/sa.key" --service-cluster-ip-range="$SERVICE_CIDR" \
+    --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key"
+  wait_for kube-apiserver 90 sh -c "[ \"\$(curl -sk https://$ip:6443/readyz)\" = ok ]"
+  # Bindings that a full `kubeadm init` creates and its phases do not: admin.conf's group, and exec/logs.
+  "$B/kubectl" --kubeconfig "$E/super-admin.conf" create clusterrolebinding kubeadm:cluster-admins \
+    --clusterrole=cluster-admin --group=kubeadm:cluster-admins --dry-run=client -o yaml \
+    | "$B/kubectl" --kubeconfig "$E/super-admin.conf" apply --server-side -f - >/dev/null
+  kc create clusterrolebinding kubeadm:apiserver-kubelet-client --clusterrole=system:kubelet-api-admin \
+    --user=kube-apiserver-kubelet-client --dry-run=client -o yaml | kc apply --server-side -f - >/dev/null
+  start kube-controller-manager "$B/kube-controller-manager" --allocate-node-cidrs=true --cluster-cidr="$POD_CIDR" \
+    --node-cidr-mask-size=24 --service-cluster-ip-range="$SERVICE_CIDR" --kubeconfig="$E/controller-manager.conf" \
+    --authentication-kubeconfig="$E/controller-manager.conf" --authorization-kubeconfig="$E/controller-manager.conf" \
+    --bind-address=127.0.0.1 --client-ca-file="$P/ca.crt" --cluster-name=mlplatform \
+    --cluster-signing-cert-file="$P/ca.crt" --cluster-signing-key-file="$P/ca.key" --controllers='*,bootstrapsigner,tokencleaner' \
+    --leader-elect=false --requestheader-client-ca-file="$P/front-proxy-ca.crt" --root-ca-file="$P/ca.crt" \
+    --service-account-private-key-file="$P/sa.key" --use-service-account-credentials=true
+  start kube-scheduler "$B/kube-scheduler" --kubeconfig="$E/scheduler.conf" --leader-elect=false \
+    --authentication-kubeconfig="$E/scheduler.conf" --authorization-kubeconfig="$E/scheduler.conf" --bind-address=127.0.0.1
+  wait_for "controller-manager and scheduler" 60 sh -c \
+    '[ "$(curl -sk https://127.0.0.1:10257/healthz)" = ok ] && [ "$(curl -sk https://127.0.0.1:10259/livez)" = ok ]'
+}
+
+start_node() {
+  local ip=$1
+  start kubelet "$B/kubelet" --config="$E/kubelet.yaml" --kubeconfig="$E/kubelet.conf" --root-dir="$STATE/kubelet" \
+    --cert-dir="$STATE/kubelet/pki" --hostname-override="$NODE_NAME" --node-ip="$ip"
+  wait_for "node $NODE_NAME" 60 kc get node "$NODE_NAME"
+  kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=120s >/dev/null
+  start kube-proxy "$B/kube-proxy" --config="$E/kube-proxy.yaml"
+  wait_for kube-proxy 60 sh -c 'curl -s http://127.0.0.1:10256/healthz | grep -q "\"healthy\":true"'
+}
+
+start_addons() {
+  sed -e "s|@STORAGE_DIR@|$STORAGE_DIR|; s|@DNS_IP@|$DNS_IP|; s|@COREDNS_VERSION@|$COREDNS_VERSION|" "$CLUSTER_DIR/addons.yaml" \
+    | kc apply --server-side --field-manager=mlplatform-cluster -f - >/dev/null
+  start local-path-provisioner "$B/local-path-provisioner" start --kubeconfig "$E/admin.conf" \
+    --namespace local-path-storage --service-account-name local-path-provisioner --configmap-name local-path-config \
+    --helper-image docker.io/mlplatform/busybox:1.35
+  kc -n kube-system rollout status deploy/coredns --timeout=120s >/dev/null
+  # Pods must not use a Service before kube-proxy has programmed it, or their packets head for the default
+  # route (and the guards). Wait for cluster DNS's rules before declaring the cluster ready.
+  wait_for "cluster DNS rules" 60 sh -c "iptables -t nat -S KUBE-SERVICES | grep -q -- '-d $DNS_IP/32'"
+}
+
+cmd_up() {
+  local ip t0=$SECONDS
+  [ "$(id -u)" = 0 ] || die "must run as root"
+  mkdir -p "$STATE" "$RUN" "$LOGS"
+  install_guards
+  "$CLUSTER_DIR/build.sh"
+  "$CLUSTER_DIR/images.sh" build
+  ip=$(node_ip)
+  sysctl -qw net.ipv4.ip_forward=1 fs.inotify.max_user_instances=512 net.bridge.bridge-nf-call-iptables=1
+  write_config "$ip"
+  write_pki "$ip"
+  start_containerd
+  import_images
+  start_control_plane "$ip"
+  start_node "$ip"
+  start_addons
+  # The kubelet sets kernel.panic_on_oops=1 at start; a test VM should not reboot on an oops.
+  sysctl -qw kernel.panic_on_oops=0
+  log "cluster ready in $((SECONDS - t0)) s; export KUBECONFIG=$KUBECONFIG_PATH"
+}
+
+# --- teardown ----------------------------------------------------------------------------------------------
+kill_containers() {
+  local id
+  pid_of containerd >/dev/null || return 0
+  for id in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$id" 2>/dev/null || true; done
+  for id in $(seq 1 50); do [ -z "$(ctr_ tasks ls -q 2>/dev/null)" ] && break; sleep 0.2; done
+  for id in $(ctr_ containers ls -q 2>/dev/null); do
+    ctr_ tasks delete "$id" >/dev/null 2>&1 || true
+    ctr_ containers delete "$id" >/dev/null 2>&1 || true
+  done
+}
+
+cleanup_host() {
+  local m h d ipt t
+  # Mounts: kubelet volumes, container rootfs, CNI network namespaces (deepest first).
+  for m in $(awk '{print $2}' /proc/mounts | grep -E "^($STATE/|/run/containerd|/run/netns/cni-|/var/lib/kubelet)" | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m"
+  done
+  ip link show cni0 >/dev/null 2>&1 && ip link delete cni0
+  for h in /sys/fs/cgroup/*/; do for d in kubepods k8s.io; do
+    [ -d "$h$d" ] && find "$h$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  done; done
+  [ -x "$B/kube-proxy" ] && "$B/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  for ipt in iptables ip6tables; do
+    $ipt -D INPUT -j KUBE-FIREWALL 2>/dev/null || true
+    $ipt -D OUTPUT -j KUBE-FIREWALL 2>/dev/null || true
+    $ipt -F KUBE-FIREWALL 2>/dev/null || true
+    $ipt -X KUBE-FIREWALL 2>/dev/null || true
+    for t in filter nat mangle; do
+      $ipt -t $t -F KUBE-KUBELET-CANARY 2>/dev/null || true
+      $ipt -t $t -X KUBE-KUBELET-CANARY 2>/dev/null || true
+    done
+    $ipt -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null || true
+  done
+  # Host paths the tools write whatever their flags say (all recreated on the next start).
+  rm -rf /var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd
+  rmdir /run/netns 2>/dev/null || true
+}
+
+cmd_down() {
+  local c
+  [ -d "$STATE" ] || { log "no cluster state at $STATE"; return 0; }
+  stop kubelet
+  kill_containers
+  for c in $(echo "$COMPONENTS" | tr ' ' '\n' | tac); do stop "$c"; done
+  cleanup_host
+  remove_guards
+  log "cluster stopped; data kept in $STATE"
+}
+
+cmd_destroy() {
+  cmd_down
+  rm -rf "$STATE"
+  log "cluster data deleted"
+}
+
+cmd_status() {
+  local c running=0 stopped=0 ip
+  for c in $COMPONENTS; do
+    if pid_of "$c" >/dev/null; then echo "$c: running"; running=$((running + 1)); else echo "$c: stopped"; stopped=$((stopped + 1)); fi
+  done
+  [ "$running" = 0 ] && { echo "cluster: stopped"; return 3; }
+  ip=$(node_ip)
+  if [ "$stopped" = 0 ] && [ "$(curl -sk "https://$ip:6443/readyz" 2>/dev/null)" = ok ] \
+      && kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True; then
+    echo "cluster: healthy (kubeconfig $KUBECONFIG_PATH)"; return 0
+  fi
+  echo "cluster: degraded"; return 1
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  destroy) cmd_destroy ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 up|down|destroy|status" >&2; exit 2 ;;
+esac

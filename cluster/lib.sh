@@ -1,0 +1,19 @@
+# Shared settings for the local-cluster scripts. Sourced, never executed.
+# shellcheck shell=bash
+set -euo pipefail
+CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+. "$CLUSTER_DIR/versions.env"
+GO_VERSION=$(go env GOVERSION)
+# Heavy builds live outside the repository, keyed by what they are built from.
+MLP_CACHE=${MLP_CACHE:-/var/cache/mlplatform}
+BIN_DIR=$MLP_CACHE/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-coredns-$COREDNS_VERSION-lpp-$LOCAL_PATH_PROVISIONER_VERSION-$GO_VERSION
+IMAGE_DIR=$MLP_CACHE/images
+# Cluster state, logs and the kubeconfig.
+STATE=${MLP_CLUSTER_STATE:-/var/lib/mlplatform-cluster}
+KUBECONFIG_PATH=$STATE/kubeconfig
+export GOPATH=$MLP_CACHE/go GOMODCACHE=$MLP_CACHE/go/pkg/mod GOCACHE=$MLP_CACHE/go/cache
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=mod"
+
+log() { printf '%s cluster: %s\n' "$(date -u +%T)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }

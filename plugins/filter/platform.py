@@ -1,0 +1,93 @@
+# Copyright: mlplatform.mlflow contributors
+# Apache-2.0 (see LICENSE)
+"""Filters that turn the roles' variables into the values Kubernetes and MLflow need."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from ansible.errors import AnsibleFilterError
+
+
+_CPU = re.compile(r"^(\d+(?:\.\d+)?)(m?)$")
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_MEMORY_FACTORS = {None: 1 / 2**20, "Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024**2,
+                   "k": 1000 / 2**20, "M": 10**6 / 2**20, "G": 10**9 / 2**20, "T": 10**12 / 2**20}
+DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql"}
+
+
+def cpu_cores(quantity: object) -> float:
+    """A Kubernetes CPU quantity ('500m', '2', 1.5) in cores."""
+    match = _CPU.match(str(quantity).strip())
+    if not match:
+        raise AnsibleFilterError(f"cpu_cores: {quantity!r} is not a Kubernetes CPU quantity such as 500m or 2")
+    value = float(match.group(1))
+    return value / 1000 if match.group(2) else value
+
+
+def mebibytes(quantity: object) -> int:
+    """A Kubernetes memory quantity ('1536Mi', '2Gi', '1G') in MiB, rounded down."""
+    match = _MEMORY.match(str(quantity).strip())
+    if not match:
+        raise AnsibleFilterError(f"mebibytes: {quantity!r} is not a Kubernetes memory quantity such as 512Mi or 2Gi")
+    return int(float(match.group(1)) * _MEMORY_FACTORS[match.group(2)])
+
+
+def database_uri(engine: str, user: str, password: str, host: str, port: int | str, database: str) -> str:
+    """A SQLAlchemy URI with the user and password URL-encoded (a password may hold @ : / % # and spaces).
+
+    The driver is explicit: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3.
+    """
+    if engine not in DRIVERS:
+        raise AnsibleFilterError(f"database_uri: engine must be one of {sorted(DRIVERS)}, got {engine!r}")
+    credentials = quote(str(user), safe="")
+    if password:
+        credentials += ":" + quote(str(password), safe="")
+    return f"{DRIVERS[engine]}://{credentials}@{host}:{int(port)}/{quote(str(database), safe='')}"
+
+
+def allowed_hosts(service: str, namespace: str, extra: list[str] | None = None) -> list[str]:
+    """Host names the server accepts: every in-cluster name of its Service (also with any port), plus extra."""
+    names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc",
+             f"{service}.{namespace}.svc.cluster.local", "localhost"]
+    hosts = [h for name in names for h in (name, f"{name}:*")]
+    for host in extra or []:
+        if host and host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
+def rollout_complete(deployment: dict) -> bool:
+    """True when every replica runs the newest template and is available; raises when the rollout is stuck."""
+    spec, status = deployment.get("spec", {}), deployment.get("status", {})
+    for condition in status.get("conditions", []):
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            name = deployment.get("metadata", {}).get("name")
+            raise AnsibleFilterError(f"Deployment {name} exceeded its progress deadline: {condition.get('message')}")
+    wanted = spec.get("replicas", 1)
+    return (status.get("observedGeneration", 0) >= deployment.get("metadata", {}).get("generation", 1)
+            and status.get("updatedReplicas", 0) == wanted
+            and status.get("availableReplicas", 0) == wanted
+            and status.get("replicas", 0) == wanted)
+
+
+def restorable(obj: dict) -> dict:
+    """A live object reduced to what re-applying it needs (for rolling back to it)."""
+    meta = obj.get("metadata", {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k not in ("deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration")}
+    restored = {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
+                "metadata": {"name": meta["name"], "labels": meta.get("labels") or {}}, "spec": obj.get("spec", {})}
+    if meta.get("namespace"):
+        restored["metadata"]["namespace"] = meta["namespace"]
+    if annotations:
+        restored["metadata"]["annotations"] = annotations
+    return restored
+
+
+class FilterModule:
+    def filters(self):
+        return {"cpu_cores": cpu_cores, "mebibytes": mebibytes, "database_uri": database_uri,
+                "allowed_hosts": allowed_hosts,
+                "rollout_complete": rollout_complete, "restorable": restorable}

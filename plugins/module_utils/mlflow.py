@@ -1,0 +1,525 @@
+# Copyright: (c) 2026, mlplatform team
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""A small client over MLflow's REST API, and the AnsibleModule wrapper the mlflow_* modules share.
+
+The client raises ``MlflowError`` subclasses with messages that name the resource and MLflow's
+``error_code``/``message``; only modules turn them into ``fail_json`` (through ``MlflowModule``).
+All HTTP goes through ansible's ``open_url``, so nothing beyond ansible-core is needed on the target.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import http.client
+import json
+import random
+import re
+import socket
+import ssl
+import time
+import typing as t
+import urllib.error
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.urls import ConnectionError as AnsibleConnectionError
+from ansible.module_utils.urls import open_url
+
+API_PREFIX = "/api/2.0/mlflow"
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+INVALID_HOST_MARKER = "Invalid Host header"
+MAX_SEARCH_PAGES = 100
+SEARCH_PAGE_SIZE = 1000
+
+# Same rules as mlflow.utils.validation (_validate_model_alias_name / _reserved) in MLflow 3.17.
+ALIAS_NAME_RE = re.compile(r"^[\w\-]+$")
+ALIAS_RESERVED_VERSION_RE = re.compile(r"^[vV]\d+$")
+MAX_ALIAS_LENGTH = 255
+
+MLFLOW_CONNECTION_SPEC: dict[str, dict[str, t.Any]] = {
+    "tracking_uri": {
+        "type": "str",
+        "required": True,
+        "fallback": (env_fallback, ["MLFLOW_TRACKING_URI"]),
+    },
+    "username": {"type": "str", "fallback": (env_fallback, ["MLFLOW_TRACKING_USERNAME"])},
+    "password": {
+        "type": "str",
+        "no_log": True,
+        "fallback": (env_fallback, ["MLFLOW_TRACKING_PASSWORD"]),
+    },
+    "token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["MLFLOW_TRACKING_TOKEN"])},
+    "validate_certs": {"type": "bool", "default": True},
+    "ca_path": {"type": "path"},
+    "timeout": {"type": "int", "default": 30},
+}
+MLFLOW_REQUIRED_TOGETHER: list[list[str]] = [["username", "password"]]
+
+Opener = t.Callable[..., t.Any]
+Sleeper = t.Callable[[float], None]
+
+
+def mlflow_argument_spec() -> dict[str, dict[str, t.Any]]:
+    """A fresh copy of the shared connection options (callers may change it freely)."""
+    return copy.deepcopy(MLFLOW_CONNECTION_SPEC)
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+class MlflowError(Exception):
+    """Any failure talking to MLflow; ``str()`` is the readable message."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_code: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_code = error_code
+        self.url = url
+
+    def details(self) -> dict[str, t.Any]:
+        """Machine-readable fields for the module's failure result."""
+        return {
+            key: value
+            for key, value in (("status", self.status), ("error_code", self.error_code), ("url", self.url))
+            if value is not None
+        }
+
+
+class MlflowConfigError(MlflowError):
+    """The connection settings themselves are unusable (no request was sent)."""
+
+
+class MlflowConnectionError(MlflowError):
+    """The server could not be reached (after retries)."""
+
+
+class MlflowHTTPError(MlflowError):
+    """The server answered with an HTTP error status."""
+
+
+class MlflowAuthenticationError(MlflowHTTPError):
+    """HTTP 401."""
+
+
+class MlflowPermissionError(MlflowHTTPError):
+    """HTTP 403: permission denied or a rejected Host header."""
+
+
+class MlflowNotFoundError(MlflowHTTPError):
+    """HTTP 404 / RESOURCE_DOES_NOT_EXIST."""
+
+
+# ---------------------------------------------------------------------------------- pure helpers
+
+
+def validate_tracking_uri(tracking_uri: str) -> str:
+    """Return the base URL without a trailing slash, or raise MlflowConfigError."""
+    parts = urlsplit(tracking_uri.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MlflowConfigError(
+            f"tracking_uri '{tracking_uri}' is not an http(s) URL of an MLflow tracking server "
+            "(for example https://mlflow.example.com or http://127.0.0.1:5000); file, sqlite and "
+            "databricks URIs are not supported by these modules."
+        )
+    if parts.username is not None or parts.password is not None:
+        raise MlflowConfigError(
+            "tracking_uri must not carry credentials; pass them as username/password or token."
+        )
+    if parts.query or parts.fragment:
+        raise MlflowConfigError(f"tracking_uri '{tracking_uri}' must not have a query or fragment.")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def build_url(base_url: str, endpoint: str, query: t.Mapping[str, t.Any] | None = None) -> str:
+    """``base_url`` + ``/api/2.0/mlflow/`` + endpoint (+ query string, None values dropped)."""
+    url = f"{base_url.rstrip('/')}{API_PREFIX}/{endpoint.lstrip('/')}"
+    if query:
+        pairs = [(key, str(value)) for key, value in query.items() if value is not None]
+        if pairs:
+            url = f"{url}?{urlencode(pairs)}"
+    return url
+
+
+def alias_name_problem(alias: str) -> str | None:
+    """Why MLflow would reject ``alias`` as an alias to set, or None if it is valid."""
+    if not alias:
+        return "an alias name cannot be empty"
+    if len(alias) > MAX_ALIAS_LENGTH:
+        return f"alias '{alias[:40]}...' is longer than {MAX_ALIAS_LENGTH} characters"
+    if not ALIAS_NAME_RE.match(alias):
+        return f"alias '{alias}' is invalid: names may only contain alphanumerics, underscores (_) and dashes (-)"
+    if alias.lower() == "latest":
+        return "alias 'latest' (case insensitive) is reserved by MLflow for the highest version"
+    if ALIAS_RESERVED_VERSION_RE.match(alias):
+        return f"alias '{alias}' is reserved by MLflow: names of the form v<digits> refer to versions"
+    return None
+
+
+def parse_version(value: t.Any) -> int | None:
+    """A model version number as int, or None unless ``value`` is a positive integer (or its digits)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        number = int(value.strip())
+        return number if number > 0 else None
+    return None
+
+
+def aliases_of(registered_model: t.Mapping[str, t.Any]) -> dict[str, int]:
+    """``{alias: version}`` from a registered model as MLflow's REST API returns it."""
+    return {item["alias"]: int(item["version"]) for item in registered_model.get("aliases") or []}
+
+
+def latest_version(versions: t.Iterable[t.Mapping[str, t.Any]]) -> dict[str, t.Any] | None:
+    """The model version with the highest number (what ``models:/NAME/latest`` means), or None."""
+    return max(versions, key=lambda mv: int(mv["version"]), default=None)
+
+
+def filter_for_model(name: str) -> str:
+    """A model-versions/search filter selecting one registered model by exact name."""
+    if "'" not in name:
+        return f"name = '{name}'"
+    if '"' not in name:
+        return f'name = "{name}"'
+    raise MlflowConfigError(f"cannot search versions of model {name!r}: its name contains both quote characters")
+
+
+def backoff_delay(attempt: int, base: float, cap: float, retry_after: str | None = None) -> float:
+    """Seconds to wait before retry ``attempt`` (1-based): Retry-After if given, else capped exponential."""
+    if retry_after:
+        try:
+            return min(max(float(retry_after), 0.0), cap)
+        except ValueError:
+            pass
+    return min(base * (2 ** (attempt - 1)), cap)
+
+
+def _error_body(raw: bytes) -> tuple[str | None, str]:
+    """(error_code, message) from an MLflow error response body (JSON or plain text)."""
+    text = raw.decode("utf-8", errors="replace").strip()
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return None, text[:500]
+    if isinstance(payload, dict):
+        return payload.get("error_code"), str(payload.get("message") or text)[:500]
+    return None, text[:500]
+
+
+# ----------------------------------------------------------------------------------------- client
+
+
+@dataclass(frozen=True)
+class MlflowConnection:
+    """Where and as whom to talk to MLflow."""
+
+    tracking_uri: str
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    validate_certs: bool = True
+    ca_path: str | None = None
+    timeout: float = 30
+    retries: int = 3
+    backoff: float = 1.0
+    max_backoff: float = 10.0
+
+    @classmethod
+    def from_params(cls, params: t.Mapping[str, t.Any]) -> MlflowConnection:
+        return cls(
+            tracking_uri=params["tracking_uri"],
+            username=params.get("username"),
+            password=params.get("password"),
+            token=params.get("token"),
+            validate_certs=params.get("validate_certs", True),
+            ca_path=params.get("ca_path"),
+            timeout=params.get("timeout") or 30,
+        )
+
+    def authorization(self) -> str | None:
+        """The Authorization header: basic auth wins over a token, as in MLflow's own client."""
+        if self.username and self.password:
+            pair = f"{self.username}:{self.password}".encode()
+            return "Basic " + base64.b64encode(pair).decode("ascii")
+        if self.token:
+            return f"Bearer {self.token}"
+        return None
+
+    def identity(self) -> str:
+        if self.username and self.password:
+            return f"user '{self.username}'"
+        if self.token:
+            return "the given bearer token"
+        return "anonymous access (no username/password or token given)"
+
+
+class MlflowClient:
+    """MLflow model-registry REST calls with retries; every method raises MlflowError on failure."""
+
+    def __init__(self, connection: MlflowConnection, opener: Opener = open_url, sleep: Sleeper = time.sleep) -> None:
+        self.connection = connection
+        self.base_url = validate_tracking_uri(connection.tracking_uri)
+        self._open = opener
+        self._sleep = sleep
+
+    # -- registry endpoints
+
+    def get_registered_model(self, name: str) -> dict[str, t.Any]:
+        data = self.request("GET", "registered-models/get", {"name": name}, resource=f"registered model '{name}'")
+        return data["registered_model"]
+
+    def get_model_version(self, name: str, version: int | str) -> dict[str, t.Any]:
+        data = self.request(
+            "GET",
+            "model-versions/get",
+            {"name": name, "version": str(version)},
+            resource=f"version {version} of registered model '{name}'",
+        )
+        return data["model_version"]
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> dict[str, t.Any]:
+        data = self.request(
+            "GET",
+            "registered-models/alias",
+            {"name": name, "alias": alias},
+            resource=f"alias '{alias}' of registered model '{name}'",
+        )
+        return data["model_version"]
+
+    def set_alias(self, name: str, alias: str, version: int | str) -> None:
+        self.request(
+            "POST",
+            "registered-models/alias",
+            body={"name": name, "alias": alias, "version": str(version)},
+            resource=f"alias '{alias}' of registered model '{name}' (setting it to version {version})",
+        )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.request(
+            "DELETE",
+            "registered-models/alias",
+            body={"name": name, "alias": alias},
+            resource=f"alias '{alias}' of registered model '{name}' (deleting it)",
+        )
+
+    def search_model_versions(self, name: str) -> list[dict[str, t.Any]]:
+        """All versions of one registered model (follows next_page_token, bounded)."""
+        versions: list[dict[str, t.Any]] = []
+        token: str | None = None
+        for _page in range(MAX_SEARCH_PAGES):
+            data = self.request(
+                "GET",
+                "model-versions/search",
+                {"filter": filter_for_model(name), "max_results": SEARCH_PAGE_SIZE, "page_token": token},
+                resource=f"versions of registered model '{name}'",
+            )
+            versions.extend(data.get("model_versions") or [])
+            token = data.get("next_page_token")
+            if not token:
+                return versions
+        raise MlflowError(
+            f"listing versions of registered model '{name}' returned more than {MAX_SEARCH_PAGES} pages; giving up"
+        )
+
+    # -- transport
+
+    def request(
+        self,
+        method: str,
+        endpoint: str,
+        query: t.Mapping[str, t.Any] | None = None,
+        body: t.Mapping[str, t.Any] | None = None,
+        *,
+        resource: str,
+    ) -> dict[str, t.Any]:
+        """One REST call, retried on 429/5xx and connection errors; returns the decoded JSON object."""
+        url = build_url(self.base_url, endpoint, query)
+        headers = {"Accept": "application/json"}
+        auth = self.connection.authorization()
+        if auth:
+            headers["Authorization"] = auth
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+
+        attempts = self.connection.retries + 1
+        for attempt in range(1, attempts + 1):
+            retry_after: str | None = None
+            try:
+                response = self._open(
+                    url,
+                    data=data,
+                    headers=headers,
+                    method=method,
+                    timeout=self.connection.timeout,
+                    validate_certs=self.connection.validate_certs,
+                    ca_path=self.connection.ca_path,
+                    use_netrc=False,
+                    http_agent="mlplatform.mlflow",
+                )
+                raw = response.read()
+            except urllib.error.HTTPError as exc:
+                raw_error = exc.read() if exc.fp is not None else b""
+                if exc.code not in RETRYABLE_STATUS or attempt == attempts:
+                    raise self._http_error(method, url, exc.code, raw_error, resource) from None
+                retry_after = exc.headers.get("Retry-After") if exc.headers else None
+            except (
+                urllib.error.URLError,
+                AnsibleConnectionError,
+                http.client.HTTPException,
+                ConnectionError,
+                socket.timeout,
+                TimeoutError,
+                ssl.SSLError,
+            ) as exc:
+                reason = getattr(exc, "reason", None) or exc
+                if isinstance(reason, ssl.SSLCertVerificationError) or attempt == attempts:
+                    raise self._connection_error(method, url, reason, resource, attempt) from None
+            else:
+                return self._decode(raw, method, url, resource)
+            delay = backoff_delay(attempt, self.connection.backoff, self.connection.max_backoff, retry_after)
+            self._sleep(delay * (0.5 + random.random() / 2) if retry_after is None else delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _decode(raw: bytes, method: str, url: str, resource: str) -> dict[str, t.Any]:
+        if not raw.strip():
+            return {}
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise MlflowError(
+                f"{method} {url} for {resource} returned a response that is not JSON "
+                f"(is tracking_uri the MLflow server?): {raw[:200].decode('utf-8', errors='replace')!r}",
+                url=url,
+            ) from None
+        if not isinstance(payload, dict):
+            raise MlflowError(f"{method} {url} for {resource} returned unexpected JSON: {payload!r:.200}", url=url)
+        return payload
+
+    def _connection_error(self, method: str, url: str, reason: object, resource: str, attempts: int) -> MlflowError:
+        hint = ""
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            hint = " Set ca_path to the CA bundle that signed the server certificate (or validate_certs: false for tests)."
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        return MlflowConnectionError(
+            f"cannot reach MLflow at {self.base_url} for {resource}{tries}: {reason}.{hint}", url=url
+        )
+
+    def _http_error(self, method: str, url: str, status: int, raw: bytes, resource: str) -> MlflowHTTPError:
+        error_code, message = _error_body(raw)
+        reason = f"{error_code}: {message}" if error_code else message
+        where = f"{method} {url}"
+        if status == 401:
+            return MlflowAuthenticationError(
+                f"authentication failed for {self.connection.identity()} at {self.base_url} (HTTP 401) while "
+                f"accessing {resource}: check username and password (or token). Server said: {reason}",
+                status=status,
+                error_code=error_code,
+                url=url,
+            )
+        if status == 403 and INVALID_HOST_MARKER in message:
+            host = urlsplit(self.base_url).netloc
+            hostname = urlsplit(self.base_url).hostname
+            return MlflowPermissionError(
+                f"MLflow at {self.base_url} rejected the Host header '{host}' (HTTP 403: {message}) while "
+                f"accessing {resource}. Add '{host}' (or '{hostname}:*') to the server's allowed hosts "
+                "(mlflow server --allowed-hosts or MLFLOW_SERVER_ALLOWED_HOSTS), or use a host name it allows.",
+                status=status,
+                error_code=error_code,
+                url=url,
+            )
+        if status == 403:
+            return MlflowPermissionError(
+                f"permission denied for {self.connection.identity()} on {resource} at {self.base_url} "
+                f"(HTTP 403): {reason}. Grant the user a sufficient permission on the registered model "
+                "(READ to read, EDIT to change aliases) or use an admin account.",
+                status=status,
+                error_code=error_code,
+                url=url,
+            )
+        if status == 404 or error_code == "RESOURCE_DOES_NOT_EXIST":
+            return MlflowNotFoundError(
+                f"{resource} not found at {self.base_url} (HTTP {status}, {error_code or 'no error code'}): {message}",
+                status=status,
+                error_code=error_code,
+                url=url,
+            )
+        return MlflowHTTPError(
+            f"{where} failed for {resource} (HTTP {status}): {reason}",
+            status=status,
+            error_code=error_code,
+            url=url,
+        )
+
+
+# ---------------------------------------------------------------------------------- module wrapper
+
+
+class MlflowModule:
+    """An AnsibleModule with the shared MLflow connection options and one way to fail on MlflowError."""
+
+    def __init__(
+        self,
+        argument_spec: dict[str, dict[str, t.Any]],
+        *,
+        required_together: list[list[str]] | None = None,
+        opener: Opener = open_url,
+        **kwargs: t.Any,
+    ) -> None:
+        spec = mlflow_argument_spec()
+        clash = set(spec) & set(argument_spec)
+        if clash:
+            raise ValueError(f"module options clash with the MLflow connection options: {sorted(clash)}")
+        spec.update(copy.deepcopy(argument_spec))
+        self.module = AnsibleModule(
+            argument_spec=spec,
+            required_together=[*MLFLOW_REQUIRED_TOGETHER, *(required_together or [])],
+            **kwargs,
+        )
+        self._opener = opener
+        self._client: MlflowClient | None = None
+
+    @property
+    def params(self) -> dict[str, t.Any]:
+        return self.module.params
+
+    @property
+    def check_mode(self) -> bool:
+        return self.module.check_mode
+
+    @property
+    def diff_mode(self) -> bool:
+        return self.module._diff
+
+    @property
+    def client(self) -> MlflowClient:
+        """The client, built on first use (so validation failures never send a request)."""
+        if self._client is None:
+            try:
+                self._client = MlflowClient(MlflowConnection.from_params(self.params), opener=self._opener)
+            except MlflowError as exc:
+                self.fail_from_error(exc)
+        return self._client
+
+    def exit_json(self, **result: t.Any) -> t.NoReturn:
+        self.module.exit_json(**result)
+
+    def fail_json(self, msg: str, **result: t.Any) -> t.NoReturn:
+        self.module.fail_json(msg=msg, **result)
+
+    def fail_from_error(self, error: MlflowError, **result: t.Any) -> t.NoReturn:
+        self.module.fail_json(msg=str(error), **error.details(), **result)
