@@ -23,7 +23,7 @@ ALL_IMAGES=(busybox gcs-emulator postgresql mariadb mlflow mlflow-3.16 pause cor
 DEBIAN_SUITE=bookworm
 BASE_PACKAGES=(python3 python3-venv ca-certificates)
 BASE_REVISION=1 # bump to rebuild the base on purpose (e.g. to pick up newer security updates)
-PIP_CACHE=$MLP_CACHE/pip # pip's download cache, shared by the image builds (bind-mounted into the chroot)
+WHEELHOUSE=$MLP_CACHE/wheels # the wheels pip downloaded, shared by the image builds (bind-mounted into the chroot)
 DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 WORK=
 LOGFILE=/dev/null
@@ -132,18 +132,21 @@ apt_get() {
   quiet in_root "$root" apt-get -y -q -o Dpkg::Use-Pty=0 "$@"
 }
 
-# venv_install ROOT VENV REQUIREMENTS: a venv with the pinned requirements, through the host's CA bundle (the
-# egress proxy's CA is only there) and a shared download cache; both are gone from the image afterwards.
+# venv_install ROOT VENV REQUIREMENTS: a venv with the pinned requirements. pip downloads into a wheelhouse that
+# outlives the build (through the host's CA bundle: the egress proxy's CA is only there), then installs from it
+# alone; wheelhouse and CA bundle are gone from the image afterwards.
 venv_install() {
   local root=$1 venv=$2 req=$3
   quiet in_root "$root" python3 -m venv "$venv"
   cp "$req" "$root/tmp/requirements.txt"
   cp /etc/ssl/certs/ca-certificates.crt "$root/tmp/host-ca.pem"
-  mkdir -p "$PIP_CACHE" "$root/tmp/pip-cache"
-  mount --bind "$PIP_CACHE" "$root/tmp/pip-cache"
-  quiet in_root "$root" "$venv/bin/pip" install --disable-pip-version-check --no-input --root-user-action=ignore \
-    --cert /tmp/host-ca.pem --cache-dir /tmp/pip-cache -r /tmp/requirements.txt
-  umount "$root/tmp/pip-cache"
+  mkdir -p "$WHEELHOUSE" "$root/tmp/wheels"
+  mount --bind "$WHEELHOUSE" "$root/tmp/wheels"
+  quiet in_root "$root" "$venv/bin/pip" download --disable-pip-version-check --no-input --no-cache-dir \
+    --cert /tmp/host-ca.pem --dest /tmp/wheels -r /tmp/requirements.txt
+  quiet in_root "$root" "$venv/bin/pip" install --disable-pip-version-check --no-input --no-cache-dir \
+    --root-user-action=ignore --no-index --find-links /tmp/wheels -r /tmp/requirements.txt
+  umount "$root/tmp/wheels"
   quiet in_root "$root" "$venv/bin/pip" check
 }
 
@@ -215,6 +218,8 @@ build_base() {
   out=$(base_archive)
   [ ! -f "$out" ] || return 0
   mirror=$(debian_mirror)
+  LOGFILE=$IMAGE_DIR/logs/base.log
+  : >"$LOGFILE"
   log "building the $DEBIAN_SUITE base: debootstrap minbase + ${BASE_PACKAGES[*]} from $mirror"
   L=$WORK/base/layout B=$WORK/base/bundle R=$WORK/base/bundle/rootfs
   mkdir -p "$WORK/base"
@@ -251,6 +256,7 @@ EOF
   rm -rf --one-file-system "$WORK/base"
   for f in "$IMAGE_DIR/base-$DEBIAN_SUITE"-*.oci.tar; do [ "$f" = "$out" ] || rm -f "$f"; done
   log "built the base in $((SECONDS - start)) s: $(du -m "$out" | cut -f1) MB"
+  LOGFILE=$IMAGE_DIR/logs/$NAME.log
 }
 
 # ----------------------------------------------------------------------------------------------- the images --
@@ -263,6 +269,9 @@ build_mlflow() {
   quiet in_root "$R" useradd --uid 10001 --gid 10001 --home-dir /home/mlflow --create-home --shell /usr/sbin/nologin mlflow
   net_on "$R"
   venv_install "$R" /opt/mlflow "$IMAGES_SRC/mlflow/$1"
+  # The wheels' own test suites (pandas, scipy, numpy, pyarrow...: 125 MB) are never imported; the Dockerfile
+  # prunes them the same way.
+  find "$R/opt/mlflow/lib/python3.11/site-packages" -depth -type d -name tests -exec rm -rf {} +
   # Smoke test as the image's user: the CLI, the drivers and the extras the deployments rely on.
   quiet as_user "$R" 10001:10001 /opt/mlflow/bin/mlflow --version
   quiet as_user "$R" 10001:10001 /opt/mlflow/bin/python -c 'import psycopg2, psycopg, pymysql, google.cloud.storage, sklearn, flask_wtf, prometheus_flask_exporter, uvicorn, mlflow.server.auth'
@@ -270,7 +279,7 @@ build_mlflow() {
   commit_image --config.user 10001:10001 --config.workingdir /home/mlflow --config.exposedports 5000/tcp \
     --config.env "PATH=/opt/mlflow/bin:$DEFAULT_PATH" --config.env PYTHONUNBUFFERED=1 \
     --config.env PYTHONDONTWRITEBYTECODE=1 --config.env HOME=/home/mlflow --config.env LANG=C.UTF-8 \
-    --config.cmd mlflow --config.cmd --version
+    --config.env GIT_PYTHON_REFRESH=quiet --config.cmd mlflow --config.cmd --version
 }
 
 build_gcs_emulator() {
@@ -328,7 +337,7 @@ build_mariadb() {
   install -m 0644 "$IMAGES_SRC/mariadb/my.cnf" "$R/etc/mysql/my.cnf"
   install -m 0755 "$IMAGES_SRC/mariadb/entrypoint.sh" "$R/usr/local/bin/mariadb-entrypoint"
   quiet as_user "$R" 999:999 mariadbd --version
-  quiet as_user "$R" 999:999 sh -c 'mariadb --version && mariadb-dump --version && mariadb-admin --version && mariadb-install-db --help >/dev/null'
+  quiet as_user "$R" 999:999 sh -c 'mariadb --version && mariadb-dump --version && mariadb-admin --version && command -v mariadb-install-db'
   finish_rootfs "$R"
   commit_image --config.user 999:999 --config.exposedports 3306/tcp --config.env "PATH=$DEFAULT_PATH" \
     --config.env MARIADB_DATADIR=/var/lib/mysql/data --config.env LANG=C.UTF-8 \
@@ -348,7 +357,9 @@ build_busybox() {
   done
   install -m 0644 "$IMAGES_SRC/busybox/passwd" "$IMAGES_SRC/busybox/group" "$R/etc/"
   quiet chroot "$R" /bin/sh -c 'nslookup --help 2>&1 | grep -q Usage && nc --help 2>&1 | grep -q Usage'
-  commit_image --config.user 65534:65534 --config.env "PATH=$DEFAULT_PATH" --config.cmd sh
+  # root by default, as upstream busybox (local-path-provisioner's helper pods create volume directories with it);
+  # test pods under the restricted policy set runAsUser: 65534 (nobody).
+  commit_image --config.env "PATH=$DEFAULT_PATH" --config.cmd sh
 }
 
 build_pause() {
@@ -450,12 +461,11 @@ cmd_build() {
       failed+=("$name")
       continue
     fi
-    LOGFILE=$IMAGE_DIR/logs/$name.log
-    : >"$LOGFILE"
+    NAME=$name LOGFILE=$IMAGE_DIR/logs/$name.log
     [ "$USES_BASE" = 0 ] || build_base
+    : >"$LOGFILE"
     log "$name: building $REF:$TAG (log: $LOGFILE)"
     start=$SECONDS
-    NAME=$name
     $BUILD
     rm -rf --one-file-system "${WORK:?}/$name"
     for f in "$IMAGE_DIR/${REF##*/}-$TAG"-*.oci.tar; do [ "$f" = "$OUT" ] || rm -f "$f"; done

@@ -40,8 +40,9 @@ init_datadir() {
     rm -rf "$stage"
   fi
   log "first start: initialising $target for user '$MARIADB_USER' and database '$MARIADB_DATABASE'"
+  # --force: a pod's hostname need not resolve; --skip-name-resolve keeps host names out of the grant tables
   mariadb-install-db --datadir="$stage" --auth-root-authentication-method=socket --skip-test-db \
-    --skip-name-resolve >/dev/null
+    --auth-root-socket-user="$(id -un)" --skip-name-resolve --force >&2 || die "mariadb-install-db failed"
   # A private server without networking: nobody else can connect (and readiness fails) until it is done.
   tmp=$(mktemp -d /tmp/mariadb-init.XXXXXX)
   mariadbd --datadir="$stage" --skip-networking --socket="$tmp/sock" --pid-file="$tmp/pid" &
@@ -66,6 +67,9 @@ PREPARE st FROM @s; EXECUTE st; DEALLOCATE PREPARE st;
 SET @s = CONCAT('GRANT ALL PRIVILEGES ON ', @dq, '.* TO ', QUOTE(@u), '@''%''');
 PREPARE st FROM @s; EXECUTE st; DEALLOCATE PREPARE st;
 SET @p = NULL, @s = NULL;
+-- install-db also grants proxying to the build host's name, which --skip-name-resolve ignores with a warning
+DELETE FROM mysql.proxies_priv WHERE Host <> 'localhost';
+FLUSH PRIVILEGES;
 SQL
   } | mariadb --socket="$tmp/sock" --user="$(id -un)" --batch
   mariadb-admin --socket="$tmp/sock" --user="$(id -un)" shutdown

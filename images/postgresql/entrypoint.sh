@@ -45,7 +45,7 @@ init_cluster() {
   fi
   log "first start: initialising $target for role '$POSTGRES_USER' and database '$POSTGRES_DB'"
   initdb --pgdata="$stage" --username=postgres --encoding=UTF8 --locale=C.UTF-8 --data-checksums \
-    --auth-local=peer --auth-host=scram-sha-256 >&2
+    --no-instructions --auth-local=peer --auth-host=scram-sha-256 >&2 || die "initdb failed"
   cat > "$stage/pg_hba.conf" <<'EOF'
 # TYPE  DATABASE  USER      ADDRESS     METHOD
 local   all       postgres              peer

@@ -86,8 +86,27 @@ def restorable(obj: dict) -> dict:
     return restored
 
 
+def serving_plan(models: list[dict], resolved: list[dict], defaults: dict, served: list[dict]) -> list[dict]:
+    """Each model entry completed with its defaults, the resolved version, and what is served now."""
+    served_versions = {d["metadata"]["name"]: (d["metadata"].get("annotations") or {}).get("mlplatform.mlflow/model-version")
+                       for d in served}
+    plan = []
+    for entry, result in zip(models, resolved):
+        model = {**{k: v for k, v in defaults.items()}, **entry}
+        model["version"] = str(result["version"])
+        model["run_id"] = result.get("run_id") or ""
+        model["model_uri"] = f"models:/{entry['model']}/{result['version']}"
+        previous = served_versions.get(entry["name"])
+        model["previous_version"] = previous or ""
+        model["version_changed"] = previous != model["version"]
+        model["workers"] = int(model.get("workers") or max(1, int(cpu_cores(model["cpu_limit"]))))
+        plan.append(model)
+    return plan
+
+
 class FilterModule:
     def filters(self):
         return {"cpu_cores": cpu_cores, "mebibytes": mebibytes, "database_uri": database_uri,
                 "allowed_hosts": allowed_hosts,
-                "rollout_complete": rollout_complete, "restorable": restorable}
+                "rollout_complete": rollout_complete, "restorable": restorable,
+                "serving_plan": serving_plan}

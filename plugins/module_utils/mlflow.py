@@ -15,7 +15,6 @@ import http.client
 import json
 import random
 import re
-import socket
 import ssl
 import time
 import typing as t
@@ -44,13 +43,20 @@ MLFLOW_CONNECTION_SPEC: dict[str, dict[str, t.Any]] = {
         "required": True,
         "fallback": (env_fallback, ["MLFLOW_TRACKING_URI"]),
     },
-    "username": {"type": "str", "fallback": (env_fallback, ["MLFLOW_TRACKING_USERNAME"])},
+    "username": {
+        "type": "str",
+        "fallback": (env_fallback, ["MLFLOW_TRACKING_USERNAME"]),
+    },
     "password": {
         "type": "str",
         "no_log": True,
         "fallback": (env_fallback, ["MLFLOW_TRACKING_PASSWORD"]),
     },
-    "token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["MLFLOW_TRACKING_TOKEN"])},
+    "token": {
+        "type": "str",
+        "no_log": True,
+        "fallback": (env_fallback, ["MLFLOW_TRACKING_TOKEN"]),
+    },
     "validate_certs": {"type": "bool", "default": True},
     "ca_path": {"type": "path"},
     "timeout": {"type": "int", "default": 30},
@@ -90,7 +96,11 @@ class MlflowError(Exception):
         """Machine-readable fields for the module's failure result."""
         return {
             key: value
-            for key, value in (("status", self.status), ("error_code", self.error_code), ("url", self.url))
+            for key, value in (
+                ("status", self.status),
+                ("error_code", self.error_code),
+                ("url", self.url),
+            )
             if value is not None
         }
 
@@ -136,11 +146,15 @@ def validate_tracking_uri(tracking_uri: str) -> str:
             "tracking_uri must not carry credentials; pass them as username/password or token."
         )
     if parts.query or parts.fragment:
-        raise MlflowConfigError(f"tracking_uri '{tracking_uri}' must not have a query or fragment.")
+        raise MlflowConfigError(
+            f"tracking_uri '{tracking_uri}' must not have a query or fragment."
+        )
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
-def build_url(base_url: str, endpoint: str, query: t.Mapping[str, t.Any] | None = None) -> str:
+def build_url(
+    base_url: str, endpoint: str, query: t.Mapping[str, t.Any] | None = None
+) -> str:
     """``base_url`` + ``/api/2.0/mlflow/`` + endpoint (+ query string, None values dropped)."""
     url = f"{base_url.rstrip('/')}{API_PREFIX}/{endpoint.lstrip('/')}"
     if query:
@@ -179,10 +193,15 @@ def parse_version(value: t.Any) -> int | None:
 
 def aliases_of(registered_model: t.Mapping[str, t.Any]) -> dict[str, int]:
     """``{alias: version}`` from a registered model as MLflow's REST API returns it."""
-    return {item["alias"]: int(item["version"]) for item in registered_model.get("aliases") or []}
+    return {
+        item["alias"]: int(item["version"])
+        for item in registered_model.get("aliases") or []
+    }
 
 
-def latest_version(versions: t.Iterable[t.Mapping[str, t.Any]]) -> dict[str, t.Any] | None:
+def latest_version(
+    versions: t.Iterable[t.Mapping[str, t.Any]],
+) -> dict[str, t.Any] | None:
     """The model version with the highest number (what ``models:/NAME/latest`` means), or None."""
     return max(versions, key=lambda mv: int(mv["version"]), default=None)
 
@@ -193,10 +212,14 @@ def filter_for_model(name: str) -> str:
         return f"name = '{name}'"
     if '"' not in name:
         return f'name = "{name}"'
-    raise MlflowConfigError(f"cannot search versions of model {name!r}: its name contains both quote characters")
+    raise MlflowConfigError(
+        f"cannot search versions of model {name!r}: its name contains both quote characters"
+    )
 
 
-def backoff_delay(attempt: int, base: float, cap: float, retry_after: str | None = None) -> float:
+def backoff_delay(
+    attempt: int, base: float, cap: float, retry_after: str | None = None
+) -> float:
     """Seconds to wait before retry ``attempt`` (1-based): Retry-After if given, else capped exponential."""
     if retry_after:
         try:
@@ -258,26 +281,47 @@ class MlflowConnection:
         return None
 
     def identity(self) -> str:
+        """Who the requests authenticate as, for error messages (never the secret)."""
         if self.username and self.password:
             return f"user '{self.username}'"
         if self.token:
-            return "the given bearer token"
-        return "anonymous access (no username/password or token given)"
+            return "the bearer token"
+        return "anonymous requests"
+
+    def credentials_hint(self) -> str:
+        if self.username and self.password:
+            return "check username and password"
+        if self.token:
+            return "check the token"
+        return (
+            "no credentials were given: set username and password (or MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD) or token"
+        )
 
 
 class MlflowClient:
     """MLflow model-registry REST calls with retries; every method raises MlflowError on failure."""
 
-    def __init__(self, connection: MlflowConnection, opener: Opener = open_url, sleep: Sleeper = time.sleep) -> None:
+    def __init__(
+        self,
+        connection: MlflowConnection,
+        opener: Opener | None = None,
+        sleep: Sleeper | None = None,
+    ) -> None:
         self.connection = connection
         self.base_url = validate_tracking_uri(connection.tracking_uri)
-        self._open = opener
-        self._sleep = sleep
+        self._open = opener or open_url
+        self._sleep = sleep or time.sleep
 
     # -- registry endpoints
 
     def get_registered_model(self, name: str) -> dict[str, t.Any]:
-        data = self.request("GET", "registered-models/get", {"name": name}, resource=f"registered model '{name}'")
+        data = self.request(
+            "GET",
+            "registered-models/get",
+            {"name": name},
+            resource=f"registered model '{name}'",
+        )
         return data["registered_model"]
 
     def get_model_version(self, name: str, version: int | str) -> dict[str, t.Any]:
@@ -322,7 +366,11 @@ class MlflowClient:
             data = self.request(
                 "GET",
                 "model-versions/search",
-                {"filter": filter_for_model(name), "max_results": SEARCH_PAGE_SIZE, "page_token": token},
+                {
+                    "filter": filter_for_model(name),
+                    "max_results": SEARCH_PAGE_SIZE,
+                    "page_token": token,
+                },
                 resource=f"versions of registered model '{name}'",
             )
             versions.extend(data.get("model_versions") or [])
@@ -374,24 +422,35 @@ class MlflowClient:
             except urllib.error.HTTPError as exc:
                 raw_error = exc.read() if exc.fp is not None else b""
                 if exc.code not in RETRYABLE_STATUS or attempt == attempts:
-                    raise self._http_error(method, url, exc.code, raw_error, resource) from None
+                    raise self._http_error(
+                        method, url, exc.code, raw_error, resource
+                    ) from None
                 retry_after = exc.headers.get("Retry-After") if exc.headers else None
             except (
                 urllib.error.URLError,
                 AnsibleConnectionError,
                 http.client.HTTPException,
                 ConnectionError,
-                socket.timeout,
                 TimeoutError,
                 ssl.SSLError,
             ) as exc:
                 reason = getattr(exc, "reason", None) or exc
-                if isinstance(reason, ssl.SSLCertVerificationError) or attempt == attempts:
-                    raise self._connection_error(method, url, reason, resource, attempt) from None
+                # TLS problems are configuration, not transient: do not retry them.
+                if isinstance(reason, ssl.SSLError) or attempt == attempts:
+                    raise self._connection_error(
+                        method, url, reason, resource, attempt
+                    ) from None
             else:
                 return self._decode(raw, method, url, resource)
-            delay = backoff_delay(attempt, self.connection.backoff, self.connection.max_backoff, retry_after)
-            self._sleep(delay * (0.5 + random.random() / 2) if retry_after is None else delay)
+            delay = backoff_delay(
+                attempt,
+                self.connection.backoff,
+                self.connection.max_backoff,
+                retry_after,
+            )
+            self._sleep(
+                delay * (0.5 + random.random() / 2) if retry_after is None else delay
+            )
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
@@ -407,26 +466,34 @@ class MlflowClient:
                 url=url,
             ) from None
         if not isinstance(payload, dict):
-            raise MlflowError(f"{method} {url} for {resource} returned unexpected JSON: {payload!r:.200}", url=url)
+            raise MlflowError(
+                f"{method} {url} for {resource} returned unexpected JSON: {payload!r:.200}",
+                url=url,
+            )
         return payload
 
-    def _connection_error(self, method: str, url: str, reason: object, resource: str, attempts: int) -> MlflowError:
+    def _connection_error(
+        self, method: str, url: str, reason: object, resource: str, attempts: int
+    ) -> MlflowError:
         hint = ""
         if isinstance(reason, ssl.SSLCertVerificationError):
             hint = " Set ca_path to the CA bundle that signed the server certificate (or validate_certs: false for tests)."
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         return MlflowConnectionError(
-            f"cannot reach MLflow at {self.base_url} for {resource}{tries}: {reason}.{hint}", url=url
+            f"cannot reach MLflow at {self.base_url} for {resource}{tries}: {reason}.{hint}",
+            url=url,
         )
 
-    def _http_error(self, method: str, url: str, status: int, raw: bytes, resource: str) -> MlflowHTTPError:
+    def _http_error(
+        self, method: str, url: str, status: int, raw: bytes, resource: str
+    ) -> MlflowHTTPError:
         error_code, message = _error_body(raw)
         reason = f"{error_code}: {message}" if error_code else message
         where = f"{method} {url}"
         if status == 401:
             return MlflowAuthenticationError(
-                f"authentication failed for {self.connection.identity()} at {self.base_url} (HTTP 401) while "
-                f"accessing {resource}: check username and password (or token). Server said: {reason}",
+                f"authentication failed for {self.connection.identity()} at {self.base_url} (HTTP 401) "
+                f"while accessing {resource}: {self.connection.credentials_hint()}. Server said: {reason}",
                 status=status,
                 error_code=error_code,
                 url=url,
@@ -477,13 +544,15 @@ class MlflowModule:
         argument_spec: dict[str, dict[str, t.Any]],
         *,
         required_together: list[list[str]] | None = None,
-        opener: Opener = open_url,
+        opener: Opener | None = None,
         **kwargs: t.Any,
     ) -> None:
         spec = mlflow_argument_spec()
         clash = set(spec) & set(argument_spec)
         if clash:
-            raise ValueError(f"module options clash with the MLflow connection options: {sorted(clash)}")
+            raise ValueError(
+                f"module options clash with the MLflow connection options: {sorted(clash)}"
+            )
         spec.update(copy.deepcopy(argument_spec))
         self.module = AnsibleModule(
             argument_spec=spec,
@@ -510,7 +579,9 @@ class MlflowModule:
         """The client, built on first use (so validation failures never send a request)."""
         if self._client is None:
             try:
-                self._client = MlflowClient(MlflowConnection.from_params(self.params), opener=self._opener)
+                self._client = MlflowClient(
+                    MlflowConnection.from_params(self.params), opener=self._opener
+                )
             except MlflowError as exc:
                 self.fail_from_error(exc)
         return self._client

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# ruff: noqa: EXE001  (ansible-test wants the shebang on modules that are not executable)
 # Copyright: (c) 2026, mlplatform team
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 
@@ -16,7 +17,7 @@ description:
     by setting it again.
   - The alias name and version are validated with MLflow's own rules before any request is sent.
 author:
-  - mlplatform team
+  - mlplatform team (!UNKNOWN)
 options:
   name:
     description:
@@ -181,7 +182,9 @@ class AliasPlan:
 
     def diff(self, name: str) -> dict[str, t.Any]:
         return {
-            "before": {} if self.previous_version is None else {self.alias: self.previous_version},
+            "before": {}
+            if self.previous_version is None
+            else {self.alias: self.previous_version},
             "after": {} if self.version is None else {self.alias: self.version},
             "before_header": f"registered model {name}: alias {self.alias}",
             "after_header": f"registered model {name}: alias {self.alias}",
@@ -200,13 +203,17 @@ def validate_params(alias: str, state: str, version: t.Any) -> str | None:
     return None
 
 
-def plan_alias(current: t.Mapping[str, int], alias: str, state: str, version: int | None) -> AliasPlan:
+def plan_alias(
+    current: t.Mapping[str, int], alias: str, state: str, version: int | None
+) -> AliasPlan:
     """Decide what to do given the model's current ``{alias: version}``. No I/O."""
     previous = current.get(alias)
     if state == "present":
         if version is None:
             raise ValueError("state=present needs a version")
-        return AliasPlan(alias, previous, version, None if previous == version else "set")
+        return AliasPlan(
+            alias, previous, version, None if previous == version else "set"
+        )
     if previous is None or (version is not None and previous != version):
         return AliasPlan(alias, previous, previous, None)
     return AliasPlan(alias, previous, None, "delete")
@@ -223,7 +230,9 @@ def main() -> None:
     state: str = module.params["state"]
     problem = validate_params(alias, state, module.params["version"])
     if problem:
-        module.fail_json(msg=f"invalid alias request for registered model '{name}': {problem}")
+        module.fail_json(
+            msg=f"invalid alias request for registered model '{name}': {problem}"
+        )
     version = parse_version(module.params["version"])
 
     client = module.client
@@ -231,7 +240,8 @@ def main() -> None:
         current = aliases_of(client.get_registered_model(name))
         plan = plan_alias(current, alias, state, version)
         if plan.action == "set":
-            client.get_model_version(name, plan.version)  # a missing version fails in check mode too
+            # A missing version fails in check mode too.
+            client.get_model_version(name, plan.version)
         if plan.changed and not module.check_mode:
             if plan.action == "set":
                 client.set_alias(name, alias, plan.version)

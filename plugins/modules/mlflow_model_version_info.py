@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# ruff: noqa: EXE001  (ansible-test wants the shebang on modules that are not executable)
 # Copyright: (c) 2026, mlplatform team
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 
@@ -17,7 +18,7 @@ description:
   - Read-only; talks to the tracking server's REST API (C(/api/2.0/mlflow/registered-models/...) and
     C(/api/2.0/mlflow/model-versions/...)).
 author:
-  - mlplatform team
+  - mlplatform team (!UNKNOWN)
 options:
   name:
     description:
@@ -207,7 +208,9 @@ def validate_request(alias: str | None, version: t.Any) -> tuple[str, str | int]
     return ("version", number)
 
 
-def summarize(model_version: t.Mapping[str, t.Any], resolved_from: str) -> dict[str, t.Any]:
+def summarize(
+    model_version: t.Mapping[str, t.Any], resolved_from: str
+) -> dict[str, t.Any]:
     """The module's result from a model version as MLflow's REST API returns it. No I/O."""
     name = model_version["name"]
     version = int(model_version["version"])
@@ -222,7 +225,9 @@ def summarize(model_version: t.Mapping[str, t.Any], resolved_from: str) -> dict[
         "status": model_version.get("status", ""),
         "status_message": model_version.get("status_message", ""),
         "aliases": list(model_version.get("aliases") or []),
-        "tags": {tag["key"]: tag.get("value", "") for tag in model_version.get("tags") or []},
+        "tags": {
+            tag["key"]: tag.get("value", "") for tag in model_version.get("tags") or []
+        },
         "description": model_version.get("description", ""),
         "creation_timestamp": int(model_version.get("creation_timestamp") or 0),
         "last_updated_timestamp": int(model_version.get("last_updated_timestamp") or 0),
@@ -251,11 +256,15 @@ def resolve_alias(client: MlflowClient, name: str, alias: str) -> dict[str, t.An
     except MlflowError as original:
         if original.status not in (400, 404):
             raise
-        registered = client.get_registered_model(name)  # raises MlflowNotFoundError for a missing model
+        # Raises MlflowNotFoundError when the model itself is missing.
+        registered = client.get_registered_model(name)
         existing = aliases_of(registered)
         if alias in existing:
             raise
-        known = ", ".join(f"{key} -> {value}" for key, value in sorted(existing.items())) or "none"
+        known = (
+            ", ".join(f"{key} -> {value}" for key, value in sorted(existing.items()))
+            or "none"
+        )
         raise MlflowNotFoundError(
             f"registered model '{name}' has no alias '{alias}' (its aliases: {known})",
             status=original.status,
@@ -264,12 +273,15 @@ def resolve_alias(client: MlflowClient, name: str, alias: str) -> dict[str, t.An
         ) from None
 
 
-def resolve(client: MlflowClient, name: str, kind: str, value: str | int) -> dict[str, t.Any]:
+def resolve(
+    client: MlflowClient, name: str, kind: str, value: str | int
+) -> dict[str, t.Any]:
     if kind == "alias":
         return resolve_alias(client, name, str(value))
     if kind == "version":
         return client.get_model_version(name, value)
-    client.get_registered_model(name)  # a clear "model not found" rather than an empty search
+    # A clear "model not found" rather than an empty search.
+    client.get_registered_model(name)
     newest = latest_version(client.search_model_versions(name))
     if newest is None:
         raise MlflowNotFoundError(f"registered model '{name}' has no versions yet")
@@ -286,16 +298,23 @@ def main() -> None:
     name: str = module.params["name"]
     request = validate_request(module.params["alias"], module.params["version"])
     if isinstance(request, str):
-        module.fail_json(msg=f"invalid request for registered model '{name}': {request}")
+        module.fail_json(
+            msg=f"invalid request for registered model '{name}': {request}"
+        )
     kind, value = request
     try:
         model_version = resolve(module.client, name, kind, value)
     except MlflowError as exc:
         module.fail_from_error(exc)
-    result = summarize(model_version, f"{kind if kind != 'latest' else 'version'}:{value}")
+    result = summarize(
+        model_version, f"{kind if kind != 'latest' else 'version'}:{value}"
+    )
     problem = readiness_problem(result)
     if problem and module.params["require_ready"]:
-        module.fail_json(msg=f"{problem}. Wait for registration to finish or pick another version.", **result)
+        module.fail_json(
+            msg=f"{problem}. Wait for registration to finish or pick another version.",
+            **result,
+        )
     module.exit_json(**result)
 
 

@@ -1,0 +1,26 @@
+"""Fixtures shared by every test tier."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# The collection imports itself as ansible_collections.mlplatform.mlflow (scripts/bootstrap.sh makes the link).
+sys.path.insert(0, str(ROOT / ".cache" / "collections"))
+DEFAULT_KUBECONFIG = "/var/lib/mlplatform-cluster/kubeconfig"
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    """The cluster under test. A test that needs it and cannot reach it fails; it never skips."""
+    path = os.environ.get("KUBECONFIG", DEFAULT_KUBECONFIG)
+    probe = subprocess.run(["kubectl", "--kubeconfig", path, "get", "--raw", "/readyz"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0 or probe.stdout.strip() != "ok":
+        pytest.fail(f"the cluster at {path} is not reachable ({probe.stderr.strip()}); run `cluster/cluster.sh up`")
+    return path
