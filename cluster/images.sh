@@ -16,6 +16,7 @@
 # layer (debootstrap minbase + python3, python3-venv, ca-certificates and the security updates, from the Debian
 # mirror of the host's apt sources), cached as $IMAGE_DIR/base-bookworm-<key>.oci.tar.
 # pause and coredns are packed from the binaries cluster/build.sh leaves in $BIN_DIR, so they are built last.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 IMAGES_SRC=$(cd "$CLUSTER_DIR/../images" && pwd)
@@ -84,7 +85,7 @@ quiet() {
 # Unmount everything under DIR (deepest first).
 umount_under() {
   local m
-  for m in $(awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r); do
+  awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m"
   done
 }
@@ -479,6 +480,6 @@ case ${1:-build} in
   build) shift || true; cmd_build "$@" ;;
   list) shift; cmd_list "$@" ;;
   names) printf '%s\n' "${ALL_IMAGES[@]}" ;;
-  -h | --help | help) sed -n '2,/^\. /{/^#/s/^# \{0,1\}//p}' "$0" ;;
+  -h | --help | help) sed -n '2,/^# shellcheck/{/^# shellcheck/d; s/^# \{0,1\}//p}' "$0" ;;
   *) cmd_build "$@" ;;
 esac

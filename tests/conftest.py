@@ -23,4 +23,5 @@ def kubeconfig() -> str:
                            capture_output=True, text=True, timeout=30)
     if probe.returncode != 0 or probe.stdout.strip() != "ok":
         pytest.fail(f"the cluster at {path} is not reachable ({probe.stderr.strip()}); run `cluster/cluster.sh up`")
+    os.environ["KUBECONFIG"] = path  # for kubectl and ansible-playbook started by the tests
     return path

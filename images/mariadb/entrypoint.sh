@@ -26,7 +26,7 @@ init_datadir() {
   local target=$MARIADB_DATADIR stage tmp pid f=${MARIADB_PASSWORD_FILE:-} i
   [ -n "${MARIADB_USER:-}" ] || die "MARIADB_USER is not set (the user to create on the first start)"
   [ -n "${MARIADB_DATABASE:-}" ] || die "MARIADB_DATABASE is not set (the database to create on the first start)"
-  [ "$MARIADB_USER" != root ] && [ "$MARIADB_USER" != mysql ] || die "MARIADB_USER may not be $MARIADB_USER (socket-only admin)"
+  case $MARIADB_USER in root | mysql) die "MARIADB_USER may not be $MARIADB_USER (a socket-only admin account)" ;; esac
   [ -n "$f" ] || die "MARIADB_PASSWORD_FILE is not set: name a file (a mounted Secret) holding the password"
   [ -r "$f" ] || die "MARIADB_PASSWORD_FILE=$f is not a readable file"
   [ -n "$(hex "$f")" ] || die "MARIADB_PASSWORD_FILE=$f is empty"

@@ -87,18 +87,23 @@ def restorable(obj: dict) -> dict:
 
 
 def serving_plan(models: list[dict], resolved: list[dict], defaults: dict, served: list[dict]) -> list[dict]:
-    """Each model entry completed with its defaults, the resolved version, and what is served now."""
-    served_versions = {d["metadata"]["name"]: (d["metadata"].get("annotations") or {}).get("mlplatform.mlflow/model-version")
-                       for d in served}
+    """Each model entry completed with its defaults, the resolved version, and what is served now.
+
+    `previous_version` is the version served before the last change (kept across runs that change nothing), so a
+    rollback knows where to go.
+    """
+    served_by_name = {d["metadata"]["name"]: d["metadata"].get("annotations") or {} for d in served}
     plan = []
-    for entry, result in zip(models, resolved):
-        model = {**{k: v for k, v in defaults.items()}, **entry}
+    for entry, result in zip(models, resolved, strict=True):
+        model = {**defaults, **entry}
         model["version"] = str(result["version"])
         model["run_id"] = result.get("run_id") or ""
         model["model_uri"] = f"models:/{entry['model']}/{result['version']}"
-        previous = served_versions.get(entry["name"])
-        model["previous_version"] = previous or ""
-        model["version_changed"] = previous != model["version"]
+        annotations = served_by_name.get(entry["name"], {})
+        served_version = annotations.get("mlplatform.mlflow/model-version")
+        model["version_changed"] = served_version != model["version"]
+        model["previous_version"] = (served_version or "") if model["version_changed"] else \
+            annotations.get("mlplatform.mlflow/previous-version", "")
         model["workers"] = int(model.get("workers") or max(1, int(cpu_cores(model["cpu_limit"]))))
         plan.append(model)
     return plan

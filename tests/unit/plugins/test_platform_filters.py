@@ -90,3 +90,13 @@ def test_serving_plan_marks_only_moved_versions_as_changed():
     plan = platform.serving_plan(models, resolved, defaults, served)
     assert [m["version_changed"] for m in plan] == [False, True]
     assert plan[0]["model_uri"] == "models:/Iris/2" and plan[0]["workers"] == 2 and plan[1]["previous_version"] == ""
+
+
+def test_serving_plan_remembers_the_version_before_the_last_change():
+    served = [{"metadata": {"name": "iris", "annotations": {"mlplatform.mlflow/model-version": "2",
+                                                             "mlplatform.mlflow/previous-version": "1"}}}]
+    models = [{"name": "iris", "model": "Iris", "alias": "champion"}]
+    defaults = {"cpu_limit": "1"}
+    assert platform.serving_plan(models, [{"version": 2}], defaults, served)[0]["previous_version"] == "1"
+    moved = platform.serving_plan(models, [{"version": 3}], defaults, served)[0]
+    assert moved["version_changed"] and moved["previous_version"] == "2"

@@ -1,0 +1,189 @@
+"""model_serving on the local cluster: serve by alias, promote under load, refuse a broken version, prune.
+
+The tests run in order and share one tracking server, one registered model and one continuous load.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ..ansible_run import run_playbook
+
+HERE = Path(__file__).resolve().parent
+TRACKING = "http://127.0.0.1:30521"
+PLAYBOOK = "tests/integration/model_serving/serving.yml"
+
+
+def kubectl_json(*args: str) -> dict:
+    return json.loads(subprocess.run(["kubectl", "get", "-o", "json", *args], capture_output=True, text=True,
+                                     check=True).stdout)
+
+
+@pytest.fixture(scope="module")
+def admin_password(kubeconfig):
+    result = run_playbook("tests/integration/model_serving/server.yml")
+    assert result.rc == 0, result.output[-3000:]
+    import base64
+
+    secret = kubectl_json("-n", "it-mlflow", "secret", "mlflow-credentials")
+    return base64.b64decode(secret["data"]["admin-password"]).decode()
+
+
+@pytest.fixture(scope="module")
+def registry(admin_password, monkeypatch_module):
+    monkeypatch_module.setenv("MLFLOW_TRACKING_URI", TRACKING)
+    monkeypatch_module.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch_module.setenv("MLFLOW_TRACKING_PASSWORD", admin_password)
+    import mlflow
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(TRACKING)
+    name = f"iris-{uuid.uuid4().hex[:6]}"
+    mlflow.set_experiment(name)
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    models = {}
+    with mlflow.start_run():
+        models[1] = LogisticRegression(max_iter=500).fit(X, y)
+        mlflow.sklearn.log_model(models[1], name="model", input_example=X.head(2), registered_model_name=name)
+    with mlflow.start_run():
+        # v2 predicts classes 10, 11, 12: any answer tells which version served it.
+        models[2] = LogisticRegression(max_iter=500).fit(X, y + 10)
+        mlflow.sklearn.log_model(models[2], name="model", input_example=X.head(2), registered_model_name=name)
+    with mlflow.start_run():
+        sys.path.insert(0, str(HERE))
+        from broken_model import BrokenModel
+
+        mlflow.pyfunc.log_model(name="model", python_model=BrokenModel(), code_paths=[str(HERE / "broken_model.py")],
+                                input_example=X.head(2), registered_model_name=name)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(name, "champion", 1)
+    return {"name": name, "models": models, "X": X, "client": client, "password": admin_password}
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def serve(registry, models) -> object:
+    return run_playbook(PLAYBOOK, {"it_admin_password": registry["password"], "model_serving_models": models})
+
+
+def service_url(name: str) -> str:
+    ip = kubectl_json("-n", "it-serving", "service", name)["spec"]["clusterIP"]
+    return f"http://{ip}/invocations"
+
+
+def predict(url: str, frame) -> list:
+    body = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["predictions"]
+
+
+class Load:
+    """About `rate` prediction requests per second in the background, counting failures and answers."""
+
+    def __init__(self, url: str, frame, rate: int = 100) -> None:
+        self.url, self.frame, self.rate = url, frame, rate
+        self.sent = self.failed = 0
+        self.answers: list = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(4)]
+
+    def _run(self) -> None:
+        interval = len(self._threads) / self.rate
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.answers.append(predict(self.url, self.frame)[0])
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                self.failed += 1
+                self.errors.append(str(exc))
+            self.sent += 1
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
+def test_serves_the_aliased_version_with_local_predictions(registry):
+    result = serve(registry, [{"name": "iris", "model": registry["name"], "alias": "champion"}])
+    assert result.rc == 0, result.output[-3000:]
+    X = registry["X"]
+    assert predict(service_url("iris"), X) == list(registry["models"][1].predict(X))
+    annotations = kubectl_json("-n", "it-serving", "deployment", "iris")["metadata"]["annotations"]
+    assert annotations["mlplatform.mlflow/model-version"] == "1"
+
+
+def test_rerun_with_unmoved_alias_changes_nothing(registry):
+    result = serve(registry, [{"name": "iris", "model": registry["name"], "alias": "champion"}])
+    assert result.rc == 0 and result.changed == 0, result.output[-3000:]
+
+
+def test_promotion_under_load_drops_no_request(registry):
+    url = service_url("iris")
+    with Load(url, registry["X"].head(1)) as load:
+        time.sleep(3)
+        result = run_playbook("playbooks/promote_model.yml", {
+            "it_admin_password": registry["password"], "model": registry["name"], "version": 2,
+            "model_serving_namespace": "it-serving", "model_serving_tracking_uri": TRACKING,
+            "model_serving_tracking_uri_in_cluster": "http://mlflow.it-mlflow.svc.cluster.local",
+            "model_serving_tracking_password": registry["password"], "model_serving_rollout_timeout": 180,
+            "model_serving_default_cpu_request": "100m", "model_serving_default_memory_request": "256Mi",
+            "model_serving_models": [{"name": "iris", "model": registry["name"], "alias": "champion"}]})
+        time.sleep(3)
+    print(f"promotion: {load.sent} requests, {load.failed} failed")
+    assert result.rc == 0, result.output[-3000:]
+    assert load.sent > 200 and load.failed == 0, load.errors[:5]
+    assert load.answers[-1] >= 10, "v2 is not answering at the end"
+    assert registry["client"].get_model_version_by_alias(registry["name"], "champion").version == "2"
+
+
+def test_broken_version_is_refused_and_the_previous_keeps_serving(registry):
+    url = service_url("iris")
+    with Load(url, registry["X"].head(1)) as load:
+        result = run_playbook("playbooks/promote_model.yml", {
+            "it_admin_password": registry["password"], "model": registry["name"], "version": 3,
+            "model_serving_namespace": "it-serving", "model_serving_tracking_uri": TRACKING,
+            "model_serving_tracking_uri_in_cluster": "http://mlflow.it-mlflow.svc.cluster.local",
+            "model_serving_tracking_password": registry["password"], "model_serving_rollout_timeout": 180,
+            "model_serving_default_cpu_request": "100m", "model_serving_default_memory_request": "256Mi",
+            "model_serving_models": [{"name": "iris", "model": registry["name"], "alias": "champion"}]})
+    print(f"broken promotion: {load.sent} requests, {load.failed} failed")
+    assert result.rc != 0
+    assert "was NOT promoted" in result.output and "deliberately broken" in result.output
+    assert load.failed == 0, load.errors[:5]
+    assert registry["client"].get_model_version_by_alias(registry["name"], "champion").version == "2"
+    assert all(a >= 10 for a in load.answers), "something other than v2 answered"
+    assert kubectl_json("-n", "it-serving", "deployments")["items"][0]["metadata"]["annotations"][
+        "mlplatform.mlflow/model-version"] == "2"
+
+
+def test_removed_model_loses_every_object(registry):
+    result = serve(registry, [])
+    assert result.rc == 0, result.output[-3000:]
+    for kind in ("deployments", "services", "hpa", "pdb"):
+        items = kubectl_json("-n", "it-serving", kind, "-l", "app.kubernetes.io/instance=iris")["items"]
+        assert items == [], f"{kind} left behind"
