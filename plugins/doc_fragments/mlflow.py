@@ -1,5 +1,5 @@
-# Copyright: (c) 2026, mlplatform team
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Connection options shared by the mlflow_* modules (plugins/module_utils/mlflow.py holds the spec)."""
 
 from __future__ import annotations

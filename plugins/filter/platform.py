@@ -1,5 +1,5 @@
-# Copyright: mlplatform.mlflow contributors
-# Apache-2.0 (see LICENSE)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters that turn the roles' variables into the values Kubernetes and MLflow need."""
 
 from __future__ import annotations

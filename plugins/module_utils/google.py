@@ -1,5 +1,5 @@
-# Copyright: mlplatform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """One client for Google's REST control-plane APIs, used by every gcp_* module of mlplatform.mlflow.
 
 It owns: credentials (application default, service-account key, access token, impersonation through
@@ -223,7 +223,9 @@ def parse_error_body(text: str) -> tuple[str, str, str, str]:
 _PROJECT_ID = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
 _ACCOUNT_ID = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])$")
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
-_WI_MEMBER = re.compile(r"^serviceAccount:([a-z][-a-z0-9]{4,28}[a-z0-9])\.svc\.id\.goog\[([a-z0-9.-]+)/([a-z0-9.-]+)\]$")
+_WI_MEMBER = re.compile(
+    r"^serviceAccount:([a-z][-a-z0-9]{4,28}[a-z0-9])\.svc\.id\.goog\[([a-z0-9.-]+)/([a-z0-9.-]+)\]$"
+)
 _ROLE = re.compile(
     r"^(roles/[A-Za-z0-9_.]+|projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/roles/[A-Za-z0-9_.]+"
     r"|organizations/[0-9]+/roles/[A-Za-z0-9_.]+)$"
@@ -476,7 +478,7 @@ def policy_with_member(
     changed = present != has
     if present and not has:
         if matching:
-            matching[0]["members"] = list(matching[0].get("members") or []) + [member]
+            matching[0]["members"] = [*(matching[0].get("members") or []), member]
         else:
             binding: dict[str, t.Any] = {"role": role, "members": [member]}
             if condition:
@@ -702,7 +704,12 @@ class GoogleClient:
         while True:
             try:
                 response = self.session.request(
-                    method, url, params=params, json=body, timeout=self.timeout, headers={"User-Agent": "mlplatform.mlflow"}
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    timeout=self.timeout,
+                    headers={"User-Agent": "mlplatform.mlflow"},
                 )
             except google.auth.exceptions.RefreshError as exc:
                 raise GoogleAuthError(f"cannot get an access token for {method} {resource}: {exc}") from exc
@@ -830,7 +837,9 @@ class GoogleClient:
         )
 
     def set_iam_policy(self, target: IamTarget, policy: dict) -> dict:
-        policy = {k: v for k, v in policy.items() if k not in ("kind", "resourceId")} if target.api == "storage" else policy
+        policy = (
+            {k: v for k, v in policy.items() if k not in ("kind", "resourceId")} if target.api == "storage" else policy
+        )
         if target.api == "cloudresourcemanager":
             body: dict[str, t.Any] = {"policy": policy, "updateMask": "bindings,etag"}
         elif target.wraps_policy:
@@ -880,14 +889,18 @@ class GoogleClient:
                 if is_iam_conflict(err) and conflicts < max_conflicts:
                     conflicts += 1
                     delay = self._backoff(min(conflicts - 1, 4))
-                    self.retry_log.append(f"{target.describe}: etag conflict (HTTP {err.status}), re-read after {delay:.1f}s")
+                    self.retry_log.append(
+                        f"{target.describe}: etag conflict (HTTP {err.status}), re-read after {delay:.1f}s"
+                    )
                     self.sleep(delay)
                     continue
                 not_visible = is_member_not_yet_visible(err) or (target.api == "iam" and err.status == 404)
                 if not_visible and self.clock() - start < consistency_timeout:
                     delay = self._backoff(min(attempt, 3))
                     attempt += 1
-                    self.retry_log.append(f"{target.describe}: not visible yet (HTTP {err.status}), retried after {delay:.1f}s")
+                    self.retry_log.append(
+                        f"{target.describe}: not visible yet (HTTP {err.status}), retried after {delay:.1f}s"
+                    )
                     self.sleep(delay)
                     continue
                 raise

@@ -1,5 +1,5 @@
-# Copyright: mlplatform.mlflow contributors
-# Apache-2.0 (see LICENSE)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Apply a named set of Kubernetes objects with server-side apply, prune what the set no longer holds.
 
 Pure helpers (labels, normalisation, secret masking, ordering) are separate from the API calls so unit tests can

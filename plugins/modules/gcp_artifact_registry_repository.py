@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001 - ansible-test wants this shebang on non-executable module files
-# Copyright: mlplatform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -54,7 +53,7 @@ attributes:
     support: full
     description: Shows format, description, labels and Docker settings before and after.
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 """
 
 EXAMPLES = r"""
@@ -156,10 +155,20 @@ def run(module: GoogleModule) -> dict:
         body = {k: v for k, v in desired_repository(p, None).items() if v is not None}
         body["mode"] = "STANDARD_REPOSITORY"
         if module.check_mode:
-            return {**result, "changed": True, "repository": dict(body, name=name), "diff": {"before": {}, "after": view(body)}}
+            return {
+                **result,
+                "changed": True,
+                "repository": dict(body, name=name),
+                "diff": {"before": {}, "after": view(body)},
+            }
         try:
             op = client.request(
-                "POST", "artifactregistry", f"v1/{parent}/repositories", params={"repositoryId": p["name"]}, body=body, resource=resource
+                "POST",
+                "artifactregistry",
+                f"v1/{parent}/repositories",
+                params={"repositoryId": p["name"]},
+                body=body,
+                resource=resource,
             )
         except GoogleApiError as err:
             current = adopt_on_conflict(err, lambda: client.get("artifactregistry", f"v1/{name}", resource=resource))
@@ -176,9 +185,19 @@ def run(module: GoogleModule) -> dict:
     if mask and not module.check_mode:
         body = {k: want[k] for k in ("description", "labels", "dockerConfig") if k in want}
         after = client.request(
-            "PATCH", "artifactregistry", f"v1/{name}", params={"updateMask": ",".join(mask)}, body=body, resource=resource
+            "PATCH",
+            "artifactregistry",
+            f"v1/{name}",
+            params={"updateMask": ",".join(mask)},
+            body=body,
+            resource=resource,
         )
-    return {**result, "changed": bool(mask), "repository": after, "diff": {"before": view(current), "after": view(after)}}
+    return {
+        **result,
+        "changed": bool(mask),
+        "repository": after,
+        "diff": {"before": view(current), "after": view(after)},
+    }
 
 
 def main() -> None:
@@ -186,7 +205,11 @@ def main() -> None:
         argument_spec={
             "name": {"type": "str", "required": True},
             "location": {"type": "str", "required": True},
-            "format": {"type": "str", "default": "DOCKER", "choices": ["DOCKER", "PYTHON", "MAVEN", "NPM", "APT", "YUM", "GO", "GENERIC"]},
+            "format": {
+                "type": "str",
+                "default": "DOCKER",
+                "choices": ["DOCKER", "PYTHON", "MAVEN", "NPM", "APT", "YUM", "GO", "GENERIC"],
+            },
             "description": {"type": "str"},
             "immutable_tags": {"type": "bool"},
             "labels": {"type": "dict"},

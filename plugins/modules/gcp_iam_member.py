@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001 - ansible-test wants this shebang on non-executable module files
-# Copyright: mlplatform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -40,7 +39,9 @@ options:
     type: str
     required: true
   condition:
-    description: IAM condition of the binding (C(title), C(expression), optional C(description)). Policy version 3 is used.
+    description:
+      - IAM condition of the binding (C(title), C(expression), optional C(description)).
+      - Policy version 3 is used when a binding has a condition.
     type: dict
   state:
     description: V(present) grants; V(absent) revokes.
@@ -61,7 +62,7 @@ attributes:
     support: full
     description: Shows the members of the (role, condition) binding before and after.
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 """
 
 EXAMPLES = r"""
@@ -167,7 +168,11 @@ def run(module: GoogleModule) -> dict:
 def main() -> None:
     module = GoogleModule(
         argument_spec={
-            "resource_type": {"type": "str", "required": True, "choices": ["project", "bucket", "service_account", "secret"]},
+            "resource_type": {
+                "type": "str",
+                "required": True,
+                "choices": ["project", "bucket", "service_account", "secret"],
+            },
             "resource": {"type": "str", "required": True},
             "role": {"type": "str", "required": True},
             "member": {"type": "str", "required": True},

@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001 - ansible-test wants this shebang on non-executable module files
-# Copyright: mlplatform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -40,7 +39,7 @@ attributes:
     support: full
     description: Shows the state of each listed service before and after.
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 """
 
 EXAMPLES = r"""
@@ -97,7 +96,12 @@ def run(module: GoogleModule) -> dict:
     client = module.client
     current = {}
     for name in wanted:
-        svc = client.request("GET", "serviceusage", f"v1/projects/{project}/services/{name}", resource=f"service {name} on project {project}")
+        svc = client.request(
+            "GET",
+            "serviceusage",
+            f"v1/projects/{project}/services/{name}",
+            resource=f"service {name} on project {project}",
+        )
         current[name] = svc.get("state", "DISABLED")
     change = services_to_change(current, wanted, p["state"])
     if not module.check_mode:
@@ -105,7 +109,9 @@ def run(module: GoogleModule) -> dict:
             verb = "enable" if p["state"] == "present" else "disable"
             body = {} if verb == "enable" else {"disableDependentServices": p["disable_dependent_services"]}
             resource = f"service {name} on project {project}"
-            op = client.request("POST", "serviceusage", f"v1/projects/{project}/services/{name}:{verb}", body=body, resource=resource)
+            op = client.request(
+                "POST", "serviceusage", f"v1/projects/{project}/services/{name}:{verb}", body=body, resource=resource
+            )
             client.wait_operation("serviceusage", op, resource=resource)
     target = "ENABLED" if p["state"] == "present" else "DISABLED"
     after = {name: (target if name in change else current[name]) for name in wanted}

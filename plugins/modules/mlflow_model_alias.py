@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001  (ansible-test wants the shebang on modules that are not executable)
-# Copyright: (c) 2026, mlplatform team
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ description:
     by setting it again.
   - The alias name and version are validated with MLflow's own rules before any request is sent.
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 options:
   name:
     description:

@@ -1,7 +1,6 @@
 #!/usr/bin/python
-# ruff: noqa: EXE001  (ansible-test wants the shebang on modules that are not executable)
-# Copyright: (c) 2026, mlplatform team
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ description:
   - Read-only; talks to the tracking server's REST API (C(/api/2.0/mlflow/registered-models/...) and
     C(/api/2.0/mlflow/model-versions/...)).
 author:
-  - mlplatform team (!UNKNOWN)
+  - mlplatform team (@mlplatform)
 options:
   name:
     description:

@@ -176,7 +176,9 @@ class Contract:
         self._check(api, value, schema, where, problems, depth=0)
         return problems
 
-    def _check(self, api: Api, value: t.Any, schema: t.Mapping[str, t.Any], where: str, out: list[str], depth: int) -> None:
+    def _check(
+        self, api: Api, value: t.Any, schema: t.Mapping[str, t.Any], where: str, out: list[str], depth: int
+    ) -> None:
         if depth > 40:
             return
         if "$ref" in schema:
@@ -196,7 +198,9 @@ class Contract:
                 elif extra is not None:
                     self._check(api, sub, extra, f"{where}.{key}", out, depth + 1)
                 elif props is not None:
-                    out.append(f"{where}: unknown field '{key}' (Invalid JSON payload received. Unknown name \"{key}\")")
+                    out.append(
+                        f"{where}: unknown field '{key}' (Invalid JSON payload received. Unknown name \"{key}\")"
+                    )
             return
         if kind == "array":
             if not isinstance(value, list):

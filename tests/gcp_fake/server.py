@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from gcp_fake import services
 from gcp_fake.contract import Contract, Violation
+from gcp_fake.services import CONCURRENT_POLICY_CHANGE
 
 
 @dataclass
@@ -76,7 +77,9 @@ class FakeGoogle:
         self.state = services.State(
             projects=projects,
             lro_polls=lro_polls,
-            workload_pools=set(workload_pools if workload_pools is not None else (f"{p}.svc.id.goog" for p in projects)),
+            workload_pools=set(
+                workload_pools if workload_pools is not None else (f"{p}.svc.id.goog" for p in projects)
+            ),
         )
         self.strict_tokens = strict_tokens
         self.log: list[Logged] = []
@@ -190,7 +193,11 @@ class FakeGoogle:
         record: dict[str, t.Any] = {"grant_type": form.get("grant_type")}
         self.token_requests.append(record)
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
-            return 400, {"error": "unsupported_grant_type", "error_description": "Only JWT bearer grants are served."}, {}
+            return (
+                400,
+                {"error": "unsupported_grant_type", "error_description": "Only JWT bearer grants are served."},
+                {},
+            )
         try:
             head_b64, payload_b64, sig_b64 = form["assertion"].split(".")
             payload = json.loads(_b64(payload_b64))
@@ -206,7 +213,10 @@ class FakeGoogle:
         except Exception:  # noqa: BLE001 - any verification failure is an invalid grant
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, {}
         # google-auth signs with Google's token audience even when token_uri points elsewhere; Google accepts it.
-        if payload.get("aud") not in (self.token_uri, GOOGLE_TOKEN_AUDIENCE) or int(payload.get("exp", 0)) < time.time():
+        if (
+            payload.get("aud") not in (self.token_uri, GOOGLE_TOKEN_AUDIENCE)
+            or int(payload.get("exp", 0)) < time.time()
+        ):
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT: audience or expiry."}, {}
         token = self._issue(payload["iss"])
         return 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}, {}
@@ -228,7 +238,9 @@ class FakeGoogle:
 
         def log(method_id: str, status: int, body: t.Any) -> None:
             write = bool(method_id) and method_id not in READ_METHODS
-            self.log.append(Logged(verb, path, method_id, query, body, status, token, principal, write and verb != "GET"))
+            self.log.append(
+                Logged(verb, path, method_id, query, body, status, token, principal, write and verb != "GET")
+            )
 
         body: t.Any = None
         if raw:
@@ -246,7 +258,10 @@ class FakeGoogle:
         except Violation as exc:
             self.violations.append(exc.message)
             log("", exc.status, body)
-            return (*services.error(exc.status, exc.message, "NOT_FOUND" if exc.status == 404 else "INVALID_ARGUMENT"), {})
+            return (
+                *services.error(exc.status, exc.message, "NOT_FOUND" if exc.status == 404 else "INVALID_ARGUMENT"),
+                {},
+            )
         method = match.method
         problems = self.contract.check_query(method, query) + self.contract.check_request(method, body)
         if problems:
@@ -283,7 +298,11 @@ class FakeGoogle:
 
     def _take_fault(self, req: services.Req) -> Fault | None:
         for fault in self.faults:
-            if fault.method_id == req.method_id and fault.hits < fault.times and (fault.when is None or fault.when(req)):
+            if (
+                fault.method_id == req.method_id
+                and fault.hits < fault.times
+                and (fault.when is None or fault.when(req))
+            ):
                 fault.hits += 1
                 return fault
         return None
@@ -306,7 +325,7 @@ class FakeGoogle:
             message = message or f"Permission '{fault.permission}' denied on resource (or it may not exist)."
             meta["permission"] = fault.permission
         message = message or {
-            409: "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
+            409: CONCURRENT_POLICY_CHANGE,
             412: "At least one of the pre-conditions you specified did not hold.",
             429: "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute'.",
             503: "The service is currently unavailable.",

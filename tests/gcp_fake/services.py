@@ -41,7 +41,9 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def error(code: int, message: str, status: str, reason: str | None = None, *, legacy: bool = False, **meta: str) -> Response:
+def error(
+    code: int, message: str, status: str, reason: str | None = None, *, legacy: bool = False, **meta: str
+) -> Response:
     """Google's error envelope: legacy APIs (storage, sqladmin) carry errors[].reason, newer ones details."""
     err: dict[str, t.Any] = {"code": code, "message": message, "status": status}
     if legacy:
@@ -62,8 +64,16 @@ def not_found(what: str, legacy: bool = False, reason: str = "notFound") -> Resp
     return error(404, f"{what} not found.", "NOT_FOUND", reason if legacy else None, legacy=legacy)
 
 
+CONCURRENT_POLICY_CHANGE = (
+    "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff."
+)
 KNOWN_FLAGS = {
-    "POSTGRES": {"cloudsql.iam_authentication", "max_connections", "log_min_duration_statement", "cloudsql.logical_decoding"},
+    "POSTGRES": {
+        "cloudsql.iam_authentication",
+        "max_connections",
+        "log_min_duration_statement",
+        "cloudsql.logical_decoding",
+    },
     "MYSQL": {"log_bin_trust_function_creators", "cloudsql_iam_authentication", "max_connections", "slow_query_log"},
 }
 
@@ -128,7 +138,9 @@ class State:
         created = self.sa_created.get(email)
         return email in self.service_accounts and (created is None or time.monotonic() - created >= delay)
 
-    def new_lro(self, name: str, op: dict, on_done: t.Callable[[], t.Any] | None, *, sql: bool = False, key=None) -> dict:
+    def new_lro(
+        self, name: str, op: dict, on_done: t.Callable[[], t.Any] | None, *, sql: bool = False, key=None
+    ) -> dict:
         self.operations[name] = Lro(op, self.lro_polls, on_done, sql, key)
         if self.lro_polls <= 0:
             self._finish(self.operations[name])
@@ -205,10 +217,16 @@ class State:
             sent_etag = current["etag"]
         if sent_etag is not None and sent_etag != current["etag"]:
             if conflict_status == 412:
-                return error(412, "At least one of the pre-conditions you specified did not hold.", "FAILED_PRECONDITION", "conditionNotMet", legacy=True)
+                return error(
+                    412,
+                    "At least one of the pre-conditions you specified did not hold.",
+                    "FAILED_PRECONDITION",
+                    "conditionNotMet",
+                    legacy=True,
+                )
             return error(
                 409,
-                "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
+                CONCURRENT_POLICY_CHANGE,
                 "ABORTED",
             )
         bad = self.check_members(incoming)
@@ -256,7 +274,12 @@ def su_get(st: State, r: Req) -> Response:
     project, svc = parts
     num = st.number(project)
     state = st.services.get((num, svc), "DISABLED")
-    return 200, {"name": f"projects/{num}/services/{svc}", "parent": f"projects/{num}", "state": state, "config": {"name": svc}}
+    return 200, {
+        "name": f"projects/{num}/services/{svc}",
+        "parent": f"projects/{num}",
+        "state": state,
+        "config": {"name": svc},
+    }
 
 
 def _su_toggle(st: State, r: Req, target: str) -> Response:
@@ -264,7 +287,12 @@ def _su_toggle(st: State, r: Req, target: str) -> Response:
     if not parts or st.number(parts[0]) is None:
         return error(403, "Permission denied to enable service", "PERMISSION_DENIED")
     if not re.match(r"^[a-z][a-z0-9.-]*\.googleapis\.com$", parts[1]):
-        return error(403, f"Not found or permission denied for service(s): {parts[1]}.", "PERMISSION_DENIED", "SERVICE_CONFIG_NOT_FOUND_OR_PERMISSION_DENIED")
+        return error(
+            403,
+            f"Not found or permission denied for service(s): {parts[1]}.",
+            "PERMISSION_DENIED",
+            "SERVICE_CONFIG_NOT_FOUND_OR_PERMISSION_DENIED",
+        )
     num = st.number(parts[0])
 
     def done() -> dict:
@@ -276,7 +304,9 @@ def _su_toggle(st: State, r: Req, target: str) -> Response:
         }
 
     name = f"operations/acf.p2-{num}-{uuid.uuid4()}"
-    return 200, st.new_lro(name, {"name": name, "metadata": {"@type": "type.googleapis.com/google.protobuf.Empty"}}, done)
+    return 200, st.new_lro(
+        name, {"name": name, "metadata": {"@type": "type.googleapis.com/google.protobuf.Empty"}}, done
+    )
 
 
 def su_enable(st: State, r: Req) -> Response:
@@ -297,7 +327,11 @@ def lro_get(st: State, r: Req) -> Response:
 
 # ------------------------------------------------------------------------------------------- storage
 def _bucket_name_ok(name: str) -> bool:
-    return bool(re.match(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", name)) and "google" not in name and not name.startswith("goog")
+    return (
+        bool(re.match(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", name))
+        and "google" not in name
+        and not name.startswith("goog")
+    )
 
 
 def _bucket_forbidden(name: str, perm: str) -> Response:
@@ -328,13 +362,32 @@ def gcs_insert(st: State, r: Req) -> Response:
         return error(400, "Required parameter: project", "INVALID_ARGUMENT", "required", legacy=True)
     num = st.number(project)
     if num is None:
-        return error(403, f"caller does not have storage.buckets.create access to the Google Cloud project {project}.", "PERMISSION_DENIED", "forbidden", legacy=True)
+        return error(
+            403,
+            f"caller does not have storage.buckets.create access to the Google Cloud project {project}.",
+            "PERMISSION_DENIED",
+            "forbidden",
+            legacy=True,
+        )
     if not _bucket_name_ok(name):
         return error(400, "Invalid bucket name: '" + name + "'", "INVALID_ARGUMENT", "invalid", legacy=True)
     if name in st.foreign_buckets:
-        return error(409, "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.", "CONFLICT", "conflict", legacy=True)
+        return error(
+            409,
+            "The requested bucket name is not available. The bucket namespace is shared by all users of the system. "
+            "Please select a different name and try again.",
+            "CONFLICT",
+            "conflict",
+            legacy=True,
+        )
     if name in st.buckets:
-        return error(409, "Your previous request to create the named bucket succeeded and you already own it.", "CONFLICT", "conflict", legacy=True)
+        return error(
+            409,
+            "Your previous request to create the named bucket succeeded and you already own it.",
+            "CONFLICT",
+            "conflict",
+            legacy=True,
+        )
     location = str(body.get("location") or "US").upper()
     iam = copy.deepcopy(body.get("iamConfiguration") or {})
     ubla = bool((iam.get("uniformBucketLevelAccess") or {}).get("enabled"))
@@ -372,7 +425,10 @@ def gcs_insert(st: State, r: Req) -> Response:
         "version": 1,
         "etag": "CAE=",
         "bindings": [
-            {"role": "roles/storage.legacyBucketOwner", "members": [f"projectEditor:{project}", f"projectOwner:{project}"]},
+            {
+                "role": "roles/storage.legacyBucketOwner",
+                "members": [f"projectEditor:{project}", f"projectOwner:{project}"],
+            },
             {"role": "roles/storage.legacyBucketReader", "members": [f"projectViewer:{project}"]},
         ],
     }
@@ -386,12 +442,29 @@ def gcs_patch(st: State, r: Req) -> Response:
     bucket = st.buckets[name]
     match = r.q("ifMetagenerationMatch")
     if match is not None and match != bucket["metageneration"]:
-        return error(412, "At least one of the pre-conditions you specified did not hold.", "FAILED_PRECONDITION", "conditionNotMet", legacy=True)
+        return error(
+            412,
+            "At least one of the pre-conditions you specified did not hold.",
+            "FAILED_PRECONDITION",
+            "conditionNotMet",
+            legacy=True,
+        )
     body = r.body or {}
     if "location" in body and str(body["location"]).upper() != bucket["location"]:
         return error(400, "The location of a bucket cannot be changed.", "INVALID_ARGUMENT", "invalid", legacy=True)
     for key, value in body.items():
-        if key in ("name", "location", "kind", "id", "selfLink", "projectNumber", "metageneration", "etag", "timeCreated", "updated"):
+        if key in (
+            "name",
+            "location",
+            "kind",
+            "id",
+            "selfLink",
+            "projectNumber",
+            "metageneration",
+            "etag",
+            "timeCreated",
+            "updated",
+        ):
             continue
         if key == "labels":
             labels = dict(bucket.get("labels") or {})
@@ -453,7 +526,13 @@ def ar_create(st: State, r: Req) -> Response:
     m = re.match(r"^projects/([^/]+)/locations/([^/]+)$", parent)
     repo_id = r.q("repositoryId")
     if not m or st.number(m.group(1)) is None:
-        return error(403, f"Permission 'artifactregistry.repositories.create' denied on resource '{parent}' (or it may not exist).", "PERMISSION_DENIED", "IAM_PERMISSION_DENIED", permission="artifactregistry.repositories.create")
+        return error(
+            403,
+            f"Permission 'artifactregistry.repositories.create' denied on resource '{parent}' (or it may not exist).",
+            "PERMISSION_DENIED",
+            "IAM_PERMISSION_DENIED",
+            permission="artifactregistry.repositories.create",
+        )
     if not repo_id or not re.match(r"^[a-z]([a-z0-9-]*[a-z0-9])?$", repo_id):
         return error(400, f"Invalid repository ID: {repo_id!r}", "INVALID_ARGUMENT")
     body = r.body or {}
@@ -463,15 +542,26 @@ def ar_create(st: State, r: Req) -> Response:
     if name in st.repositories:
         return error(409, f"the repository already exists: {name}", "ALREADY_EXISTS")
     repo = copy.deepcopy(body)
-    repo.update({"name": name, "mode": body.get("mode") or "STANDARD_REPOSITORY", "createTime": now(), "updateTime": now()})
+    repo.update(
+        {"name": name, "mode": body.get("mode") or "STANDARD_REPOSITORY", "createTime": now(), "updateTime": now()}
+    )
     repo.setdefault("description", "")
 
     def done() -> dict:
         st.repositories[name] = repo
-        return dict(copy.deepcopy(repo), **{"@type": "type.googleapis.com/google.devtools.artifactregistry.v1.Repository"})
+        return dict(
+            copy.deepcopy(repo), **{"@type": "type.googleapis.com/google.devtools.artifactregistry.v1.Repository"}
+        )
 
     op_name = f"{parent}/operations/{uuid.uuid4()}"
-    return 200, st.new_lro(op_name, {"name": op_name, "metadata": {"@type": "type.googleapis.com/google.devtools.artifactregistry.v1.OperationMetadata"}}, done)
+    return 200, st.new_lro(
+        op_name,
+        {
+            "name": op_name,
+            "metadata": {"@type": "type.googleapis.com/google.devtools.artifactregistry.v1.OperationMetadata"},
+        },
+        done,
+    )
 
 
 def ar_get(st: State, r: Req) -> Response:
@@ -486,7 +576,14 @@ def ar_patch(st: State, r: Req) -> Response:
     if name not in st.repositories:
         return not_found("Requested entity was")
     mask = [m for m in (r.q("updateMask") or "").split(",") if m]
-    allowed = {"description", "labels", "cleanupPolicies", "cleanupPolicyDryRun", "dockerConfig", "dockerConfig.immutableTags"}
+    allowed = {
+        "description",
+        "labels",
+        "cleanupPolicies",
+        "cleanupPolicyDryRun",
+        "dockerConfig",
+        "dockerConfig.immutableTags",
+    }
     for path in mask:
         if path not in allowed:
             return error(400, f"Invalid update_mask path: {path}", "INVALID_ARGUMENT")
@@ -494,7 +591,9 @@ def ar_patch(st: State, r: Req) -> Response:
     body = r.body or {}
     for path in mask:
         if path == "dockerConfig.immutableTags":
-            repo.setdefault("dockerConfig", {})["immutableTags"] = (body.get("dockerConfig") or {}).get("immutableTags", False)
+            repo.setdefault("dockerConfig", {})["immutableTags"] = (body.get("dockerConfig") or {}).get(
+                "immutableTags", False
+            )
         elif path in body:
             repo[path] = copy.deepcopy(body[path])
         else:
@@ -509,7 +608,11 @@ def ar_delete(st: State, r: Req) -> Response:
         return not_found("Requested entity was")
     parent = name.rsplit("/repositories/", 1)[0]
     op_name = f"{parent}/operations/{uuid.uuid4()}"
-    return 200, st.new_lro(op_name, {"name": op_name}, lambda: st.repositories.pop(name, None) and {"@type": "type.googleapis.com/google.protobuf.Empty"})
+    return 200, st.new_lro(
+        op_name,
+        {"name": op_name},
+        lambda: st.repositories.pop(name, None) and {"@type": "type.googleapis.com/google.protobuf.Empty"},
+    )
 
 
 # ----------------------------------------------------------------------------------------------- iam
@@ -530,14 +633,26 @@ def iam_sa_create(st: State, r: Req) -> Response:
     m = re.match(r"^projects/([^/]+)$", r.path_params["name"])
     project = m.group(1) if m else ""
     if project not in st.projects:
-        return error(403, "Permission 'iam.serviceAccounts.create' denied on resource (or it may not exist).", "PERMISSION_DENIED", "IAM_PERMISSION_DENIED", permission="iam.serviceAccounts.create")
+        return error(
+            403,
+            "Permission 'iam.serviceAccounts.create' denied on resource (or it may not exist).",
+            "PERMISSION_DENIED",
+            "IAM_PERMISSION_DENIED",
+            permission="iam.serviceAccounts.create",
+        )
     body = r.body or {}
     account_id = body.get("accountId", "")
     if not re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])$", account_id) or not 6 <= len(account_id) <= 30:
-        return error(400, f"Invalid account ID {account_id!r}; it must be 6-30 characters long and match [a-z]([-a-z0-9]*[a-z0-9]).", "INVALID_ARGUMENT")
+        return error(
+            400,
+            f"Invalid account ID {account_id!r}; it must be 6-30 characters long and match [a-z]([-a-z0-9]*[a-z0-9]).",
+            "INVALID_ARGUMENT",
+        )
     email = f"{account_id}@{project}.iam.gserviceaccount.com"
     if email in st.service_accounts:
-        return error(409, f"Service account {account_id} already exists within project projects/{project}.", "ALREADY_EXISTS")
+        return error(
+            409, f"Service account {account_id} already exists within project projects/{project}.", "ALREADY_EXISTS"
+        )
     sa = dict(body.get("serviceAccount") or {})
     unique = str(100000000000000000000 + next(st._ids))
     sa.update(
@@ -639,7 +754,13 @@ def sm_create(st: State, r: Req) -> Response:
     m = re.match(r"^projects/([^/]+)$", r.path_params["parent"])
     num = st.number(m.group(1)) if m else None
     if num is None:
-        return error(403, "Permission 'secretmanager.secrets.create' denied on resource (or it may not exist).", "PERMISSION_DENIED", "IAM_PERMISSION_DENIED", permission="secretmanager.secrets.create")
+        return error(
+            403,
+            "Permission 'secretmanager.secrets.create' denied on resource (or it may not exist).",
+            "PERMISSION_DENIED",
+            "IAM_PERMISSION_DENIED",
+            permission="secretmanager.secrets.create",
+        )
     secret_id = r.q("secretId") or ""
     if not re.match(r"^[A-Za-z0-9_-]{1,255}$", secret_id):
         return error(400, "The secret ID is invalid.", "INVALID_ARGUMENT")
@@ -649,7 +770,12 @@ def sm_create(st: State, r: Req) -> Response:
     name = f"projects/{num}/secrets/{secret_id}"
     if name in st.secrets:
         return error(409, f"Secret [{name}] already exists.", "ALREADY_EXISTS")
-    secret = {"name": name, "replication": copy.deepcopy(body["replication"]), "createTime": now(), "etag": f'"{st.etag()}"'}
+    secret = {
+        "name": name,
+        "replication": copy.deepcopy(body["replication"]),
+        "createTime": now(),
+        "etag": f'"{st.etag()}"',
+    }
     if body.get("labels"):
         secret["labels"] = dict(body["labels"])
     st.secrets[name] = secret
@@ -748,9 +874,16 @@ def sm_access(st: State, r: Req) -> Response:
     if chosen is None:
         return not_found(f"Secret Version [{name}]")
     if chosen["meta"]["state"] != "ENABLED":
-        return error(400, f"Secret Version [{chosen['meta']['name']}] is in {chosen['meta']['state']} state.", "FAILED_PRECONDITION")
+        return error(
+            400,
+            f"Secret Version [{chosen['meta']['name']}] is in {chosen['meta']['state']} state.",
+            "FAILED_PRECONDITION",
+        )
     data = chosen["data"]
-    return 200, {"name": chosen["meta"]["name"], "payload": {"data": base64.b64encode(data).decode(), "dataCrc32c": str(crc32c(data))}}
+    return 200, {
+        "name": chosen["meta"]["name"],
+        "payload": {"data": base64.b64encode(data).decode(), "dataCrc32c": str(crc32c(data))},
+    }
 
 
 def sm_get_iam(st: State, r: Req) -> Response:
@@ -769,7 +902,11 @@ def sm_set_iam(st: State, r: Req) -> Response:
 
 # -------------------------------------------------------------------------------------------- sqladmin
 def _sql_err(code: int, message: str, reason: str) -> Response:
-    status = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS" if "exists" in reason.lower() else "ABORTED"}.get(code, "FAILED_PRECONDITION")
+    status = {
+        400: "INVALID_ARGUMENT",
+        404: "NOT_FOUND",
+        409: "ALREADY_EXISTS" if "exists" in reason.lower() else "ABORTED",
+    }.get(code, "FAILED_PRECONDITION")
     return error(code, message, status, reason, legacy=True)
 
 
@@ -802,7 +939,9 @@ def _instance(st: State, r: Req) -> tuple[dict | None, Response | None]:
 
 def _busy(st: State, r: Req) -> Response | None:
     if st.sql_busy(r.path_params["project"], r.path_params["instance"]):
-        return _sql_err(409, "Operation failed because another operation was already in progress.", "operationInProgress")
+        return _sql_err(
+            409, "Operation failed because another operation was already in progress.", "operationInProgress"
+        )
     return None
 
 
@@ -810,7 +949,9 @@ def _check_settings(version: str, settings: dict) -> Response | None:
     engine = "MYSQL" if version.startswith("MYSQL") else "POSTGRES"
     for flag in settings.get("databaseFlags") or []:
         if flag.get("name") not in KNOWN_FLAGS[engine]:
-            return _sql_err(400, f"Invalid flag for instance: {flag.get('name')} is not supported for {version}.", "invalidFlagName")
+            return _sql_err(
+                400, f"Invalid flag for instance: {flag.get('name')} is not supported for {version}.", "invalidFlagName"
+            )
     backup = settings.get("backupConfiguration") or {}
     if backup.get("binaryLogEnabled") and engine != "MYSQL":
         return _sql_err(400, "Binary logging is only supported for MySQL.", "invalid")
@@ -846,7 +987,11 @@ def sql_instance_insert(st: State, r: Req) -> Response:
     if not settings.get("tier"):
         return _sql_err(400, "Invalid request: tier is required.", "invalid")
     if not settings.get("edition"):
-        settings["edition"] = "ENTERPRISE_PLUS" if re.match(r"^POSTGRES_(1[6-9]|[2-9]\d)$", version) or version == "MYSQL_8_4" else "ENTERPRISE"
+        settings["edition"] = (
+            "ENTERPRISE_PLUS"
+            if re.match(r"^POSTGRES_(1[6-9]|[2-9]\d)$", version) or version == "MYSQL_8_4"
+            else "ENTERPRISE"
+        )
     bad = _check_settings(version, settings)
     if bad:
         return bad
@@ -863,7 +1008,13 @@ def sql_instance_insert(st: State, r: Req) -> Response:
         "storageAutoResizeLimit": "0",
         "replicationType": "SYNCHRONOUS",
         "ipConfiguration": {"ipv4Enabled": True, "sslMode": "ALLOW_UNENCRYPTED_AND_ENCRYPTED"},
-        "backupConfiguration": {"kind": "sql#backupConfiguration", "enabled": False, "startTime": "00:00", "transactionLogRetentionDays": 7, "backupRetentionSettings": {"retentionUnit": "COUNT", "retainedBackups": 7}},
+        "backupConfiguration": {
+            "kind": "sql#backupConfiguration",
+            "enabled": False,
+            "startTime": "00:00",
+            "transactionLogRetentionDays": 7,
+            "backupRetentionSettings": {"retentionUnit": "COUNT", "retainedBackups": 7},
+        },
         "locationPreference": {"zone": f"{region}-b", "kind": "sql#locationPreference"},
         "deletionProtectionEnabled": False,
     }
@@ -889,7 +1040,14 @@ def sql_instance_insert(st: State, r: Req) -> Response:
     if merged.get("ipConfiguration", {}).get("privateNetwork"):
         inst["ipAddresses"] = [{"type": "PRIVATE", "ipAddress": "10.20.0.3"}]
     st.instances[(project, name)] = inst
-    engine_default_user = {"kind": "sql#user", "name": "postgres" if version.startswith("POSTGRES") else "root", "instance": name, "project": project, "etag": st.etag(), "type": "BUILT_IN"}
+    engine_default_user = {
+        "kind": "sql#user",
+        "name": "postgres" if version.startswith("POSTGRES") else "root",
+        "instance": name,
+        "project": project,
+        "etag": st.etag(),
+        "type": "BUILT_IN",
+    }
     if not version.startswith("POSTGRES"):
         engine_default_user["host"] = "%"
     st.users[(project, name)] = [engine_default_user]
@@ -944,7 +1102,11 @@ def sql_instance_delete(st: State, r: Req) -> Response:
     if busy:
         return busy
     if inst["settings"].get("deletionProtectionEnabled"):
-        return _sql_err(400, "The instance is protected. Please disable the deletion protection and try again.", "deletionProtectionEnabled")
+        return _sql_err(
+            400,
+            "The instance is protected. Please disable the deletion protection and try again.",
+            "deletionProtectionEnabled",
+        )
     key = (inst["project"], inst["name"])
     return 200, _sql_op(st, key[0], key[1], "DELETE", lambda: st.instances.pop(key, None) and None)
 
@@ -954,7 +1116,9 @@ def _runnable(st: State, r: Req) -> tuple[dict | None, Response | None]:
     if err:
         return None, err
     if inst["state"] != "RUNNABLE":
-        return None, _sql_err(409, "Operation failed because another operation was already in progress.", "operationInProgress")
+        return None, _sql_err(
+            409, "Operation failed because another operation was already in progress.", "operationInProgress"
+        )
     busy = _busy(st, r)
     return (None, busy) if busy else (inst, None)
 
@@ -1037,15 +1201,29 @@ def sql_user_insert(st: State, r: Req) -> Response:
         if flags.get(flag) != "on":
             return _sql_err(400, f"Invalid request: the {flag} flag must be on to add IAM users.", "invalid")
         if pg and (not name.endswith(".iam") or "gserviceaccount.com" in name):
-            return _sql_err(400, "Invalid request: IAM service account user names on PostgreSQL are the e-mail without .gserviceaccount.com.", "invalid")
+            return _sql_err(
+                400,
+                "Invalid request: IAM service account user names on PostgreSQL are the e-mail without "
+                ".gserviceaccount.com.",
+                "invalid",
+            )
         if not pg and not re.match(r"^[^@]+@[^@]+\.iam\.gserviceaccount\.com$", name):
-            return _sql_err(400, "Invalid request: IAM service account user names on MySQL are the full e-mail.", "invalid")
+            return _sql_err(
+                400, "Invalid request: IAM service account user names on MySQL are the full e-mail.", "invalid"
+            )
     elif not body.get("password"):
         return _sql_err(400, "Invalid request: password is required for built-in users.", "invalid")
     users = st.users.setdefault((inst["project"], inst["name"]), [])
     if _find_user(users, name, host if not pg else None):
         return _sql_err(409, f"User {name} already exists.", "userAlreadyExists")
-    user = {"kind": "sql#user", "name": name, "instance": inst["name"], "project": inst["project"], "etag": st.etag(), "type": kind}
+    user = {
+        "kind": "sql#user",
+        "name": name,
+        "instance": inst["name"],
+        "project": inst["project"],
+        "etag": st.etag(),
+        "type": kind,
+    }
     if host is not None:
         user["host"] = host
 

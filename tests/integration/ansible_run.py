@@ -25,7 +25,7 @@ class PlaybookResult:
         return int(match.group(1))
 
 
-def run_playbook(playbook: str | Path, extra_vars: dict | None = None, inventory: str = "inventories/local",
+def run_playbook(playbook: str | Path, extra_vars: dict | None = None, inventory: str = "tests/integration/inventory.yml",
                  check: bool = False, timeout: int = 1200) -> PlaybookResult:
     args = ["ansible-playbook", "-i", str(ROOT / inventory), str(ROOT / playbook)]
     if check:

@@ -38,7 +38,7 @@ def check_artifacts(destination: str) -> str:
         from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import storage
 
-        bucket_name, _, prefix = destination[len("gs://"):].partition("/")
+        bucket_name, _slash, prefix = destination[len("gs://"):].partition("/")
         if os.environ.get("STORAGE_EMULATOR_HOST"):
             client = storage.Client(project="mlplatform-local")
             if client.lookup_bucket(bucket_name) is None:

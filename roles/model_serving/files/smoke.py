@@ -12,6 +12,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 
 def example_from_signature(model) -> str:
@@ -28,6 +29,16 @@ def example_from_signature(model) -> str:
     return json.dumps({"dataframe_split": {"columns": columns, "data": [row]}})
 
 
+def describe_error(body: bytes) -> str:
+    """The scoring server's message and the exception that caused it (the last line of its stack trace)."""
+    try:
+        error = json.loads(body)
+    except ValueError:
+        return body[:500].decode(errors="replace")
+    cause = [line for line in str(error.get("stack_trace", "")).splitlines() if line.strip()]
+    return f"{error.get('message', '')} Cause: {cause[-1].strip() if cause else 'not reported'}"
+
+
 def main() -> None:
     import mlflow
     from mlflow.models import Model
@@ -36,7 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
         example = os.path.join(local, "serving_input_example.json")
-        body = open(example, encoding="utf-8").read() if os.path.exists(example) else example_from_signature(
+        body = Path(example).read_text(encoding="utf-8") if os.path.exists(example) else example_from_signature(
             Model.load(local))
     request = urllib.request.Request("http://127.0.0.1:8080/invocations", data=body.encode(),
                                      headers={"Content-Type": "application/json"})
@@ -44,7 +55,7 @@ def main() -> None:
         with urllib.request.urlopen(request, timeout=60) as response:
             reply = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        print(f"SMOKE FAILED: {uri} answered {exc.code}: {exc.read()[:500].decode(errors='replace')}")
+        print(f"SMOKE FAILED: {uri} answered {exc.code}: {describe_error(exc.read())}")
         sys.exit(1)
     if "predictions" not in reply:
         print(f"SMOKE FAILED: {uri} answered without predictions: {str(reply)[:500]}")

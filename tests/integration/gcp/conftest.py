@@ -19,7 +19,7 @@ for extra in (ROOT / ".cache" / "collections", ROOT / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from gcp_fake.server import FakeGoogle
+from gcp_fake.server import FakeGoogle  # noqa: E402 - after the sys.path set-up above
 
 DEPLOYER = "deployer@mlp-staging.iam.gserviceaccount.com"
 
@@ -68,10 +68,22 @@ def playbook(fake: FakeGoogle, key_file: Path, tmp_path: Path) -> t.Callable[...
         }
         extra_path = tmp_path / "extra-vars.json"
         extra_path.write_text(json.dumps(extra_vars))
-        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(HERE / name), "-e", f"@{extra_path}"]
+        cmd = [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            str(HERE / name),
+            "-e",
+            f"@{extra_path}",
+        ]
         if check:
             cmd += ["--check", "--diff"]
-        env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+        env = {
+            **os.environ,
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+        }
         for key in [k for k in env if k.startswith("GCP_") or k == "GOOGLE_APPLICATION_CREDENTIALS"]:
             del env[key]
         before = len(fake.writes)

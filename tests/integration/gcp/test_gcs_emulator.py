@@ -73,7 +73,10 @@ def test_bucket_against_the_emulator(gcs, capsys):
     third = run(gcp_storage_bucket, gcs, BUCKET, capsys)
     assert third["changed"] is False, third
     gone = run(gcp_storage_bucket, gcs, {"name": BUCKET["name"], "state": "absent"}, capsys)
-    assert gone["changed"] and run(gcp_storage_bucket, gcs, {"name": BUCKET["name"], "state": "absent"}, capsys)["changed"] is False
+    assert (
+        gone["changed"]
+        and run(gcp_storage_bucket, gcs, {"name": BUCKET["name"], "state": "absent"}, capsys)["changed"] is False
+    )
 
 
 def test_bucket_iam_member_against_the_emulator(gcs, capsys):

@@ -26,7 +26,10 @@ def members(fake: FakeGoogle, key: str, role: str) -> list[str]:
 
 def assert_staging_converged(fake: FakeGoogle) -> None:
     st = fake.state
-    assert {svc for (_, svc), state in st.services.items() if state == "ENABLED"} >= {"sqladmin.googleapis.com", "iam.googleapis.com"}
+    assert {svc for (_, svc), state in st.services.items() if state == "ENABLED"} >= {
+        "sqladmin.googleapis.com",
+        "iam.googleapis.com",
+    }
     bucket = st.buckets[BUCKET]
     assert bucket["location"] == "EUROPE-WEST1" and bucket["versioning"] == {"enabled": True}
     assert bucket["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"] is True
@@ -50,9 +53,15 @@ def assert_staging_converged(fake: FakeGoogle) -> None:
     assert settings["maintenanceWindow"] == {"day": 7, "hour": 3} and settings["deletionProtectionEnabled"] is True
     assert ("mlp-staging", "mlflow-staging", "mlflow") in st.databases
     password = st.versions["projects/123456789012/secrets/mlflow-db-password"][0]["data"].decode()
-    assert st.passwords[("mlp-staging", "mlflow-staging", "mlflow", "")] == password, "the user's password is the secret's"
-    assert members(fake, f"sa/{SERVER}", "roles/iam.workloadIdentityUser") == ["serviceAccount:mlp-staging.svc.id.goog[mlflow/mlflow-server]"]
-    assert members(fake, f"sa/{SERVING}", "roles/iam.workloadIdentityUser") == ["serviceAccount:mlp-staging.svc.id.goog[mlflow/mlflow-serving]"]
+    assert st.passwords[("mlp-staging", "mlflow-staging", "mlflow", "")] == password, (
+        "the user's password is the secret's"
+    )
+    assert members(fake, f"sa/{SERVER}", "roles/iam.workloadIdentityUser") == [
+        "serviceAccount:mlp-staging.svc.id.goog[mlflow/mlflow-server]"
+    ]
+    assert members(fake, f"sa/{SERVING}", "roles/iam.workloadIdentityUser") == [
+        "serviceAccount:mlp-staging.svc.id.goog[mlflow/mlflow-serving]"
+    ]
     assert members(fake, f"bucket/{BUCKET}", "roles/storage.objectUser") == [f"serviceAccount:{SERVER}"]
     assert members(fake, f"bucket/{BUCKET}", "roles/storage.objectViewer") == [f"serviceAccount:{SERVING}"]
     assert members(fake, f"bucket/{BUCKET}", "roles/storage.legacyBucketOwner"), "convenience bindings kept"
@@ -90,7 +99,9 @@ def test_prod_like_iam_database_auth(playbook, fake):
     users = st.users[("mlp-prod", "mlflow-prod")]
     assert {"name": "mlflow-server@mlp-prod.iam", "type": "CLOUD_IAM_SERVICE_ACCOUNT"}.items() <= users[-1].items()
     assert "projects/210987654321/secrets/mlflow-db-password" not in st.secrets, "no password secret with IAM auth"
-    assert members(fake, "project/mlp-prod", "roles/cloudsql.instanceUser") == ["serviceAccount:mlflow-server@mlp-prod.iam.gserviceaccount.com"]
+    assert members(fake, "project/mlp-prod", "roles/cloudsql.instanceUser") == [
+        "serviceAccount:mlflow-server@mlp-prod.iam.gserviceaccount.com"
+    ]
     assert st.buckets["mlp-prod-mlflow-artifacts"]["location"] == "EU"
     repo = st.repositories["projects/mlp-prod/locations/europe-west4/repositories/mlflow"]
     assert repo["dockerConfig"]["immutableTags"] is True
@@ -107,7 +118,8 @@ def test_existing_mysql_instance_only_database_and_user(playbook, fake):
         services.Req(
             "sql.instances.insert", "POST", {"project": "mlp-staging"}, {},
             {"name": "shared-mysql", "region": "europe-west1", "databaseVersion": "MYSQL_8_0",
-             "settings": {"tier": "db-custom-4-15360", "databaseFlags": [{"name": "log_bin_trust_function_creators", "value": "on"}]}},
+             "settings": {"tier": "db-custom-4-15360",
+                          "databaseFlags": [{"name": "log_bin_trust_function_creators", "value": "on"}]}},
         ),
     )  # fmt: skip
     assert status == 200
@@ -157,7 +169,9 @@ def test_transient_errors_conflicts_and_new_accounts_are_handled(playbook, fake)
     assert 409 in [e.status for e in fake.calls("cloudresourcemanager.projects.setIamPolicy")]
     assert 409 in [e.status for e in fake.calls("iam.projects.serviceAccounts.setIamPolicy")]
     assert [e.status for e in fake.calls("iam.projects.serviceAccounts.get")].count(404) >= 2
-    assert members(fake, f"bucket/{BUCKET}", "roles/viewer") == ["user:other-writer@example.com"], "other writers' bindings survive"
+    assert members(fake, f"bucket/{BUCKET}", "roles/viewer") == ["user:other-writer@example.com"], (
+        "other writers' bindings survive"
+    )
     assert members(fake, "project/mlp-staging", "roles/viewer") == ["user:other-writer@example.com"]
     assert_staging_converged(fake)
     again = playbook(STAGING)
@@ -194,7 +208,10 @@ def test_permission_denied_names_permission_and_resource(playbook, fake):
     fake.inject("iam.projects.serviceAccounts.create", 403, permission="iam.serviceAccounts.create")
     run = playbook(STAGING)
     assert run.rc != 0 and run.recap["failed"] == 1
-    assert "missing permission iam.serviceAccounts.create on service account mlflow-server@mlp-staging.iam.gserviceaccount.com" in run.stdout
+    assert (
+        "missing permission iam.serviceAccounts.create on service account "
+        "mlflow-server@mlp-staging.iam.gserviceaccount.com" in run.stdout
+    )
     assert "HTTP 403 PERMISSION_DENIED" in run.stdout
 
 

@@ -147,8 +147,9 @@ def test_promotion_under_load_drops_no_request(registry):
     with Load(url, registry["X"].head(1)) as load:
         time.sleep(3)
         result = run_playbook("playbooks/promote_model.yml", {
-            "it_admin_password": registry["password"], "model": registry["name"], "version": 2,
+            "it_admin_password": registry["password"], "registered_model": registry["name"], "model_version": 2,
             "model_serving_namespace": "it-serving", "model_serving_tracking_uri": TRACKING,
+            "model_serving_image": "docker.io/mlplatform/mlflow:3.17.2", "model_serving_tracking_username": "admin",
             "model_serving_tracking_uri_in_cluster": "http://mlflow.it-mlflow.svc.cluster.local",
             "model_serving_tracking_password": registry["password"], "model_serving_rollout_timeout": 180,
             "model_serving_default_cpu_request": "100m", "model_serving_default_memory_request": "256Mi",
@@ -165,8 +166,9 @@ def test_broken_version_is_refused_and_the_previous_keeps_serving(registry):
     url = service_url("iris")
     with Load(url, registry["X"].head(1)) as load:
         result = run_playbook("playbooks/promote_model.yml", {
-            "it_admin_password": registry["password"], "model": registry["name"], "version": 3,
+            "it_admin_password": registry["password"], "registered_model": registry["name"], "model_version": 3,
             "model_serving_namespace": "it-serving", "model_serving_tracking_uri": TRACKING,
+            "model_serving_image": "docker.io/mlplatform/mlflow:3.17.2", "model_serving_tracking_username": "admin",
             "model_serving_tracking_uri_in_cluster": "http://mlflow.it-mlflow.svc.cluster.local",
             "model_serving_tracking_password": registry["password"], "model_serving_rollout_timeout": 180,
             "model_serving_default_cpu_request": "100m", "model_serving_default_memory_request": "256Mi",

@@ -14,9 +14,9 @@ for extra in (ROOT / ".cache" / "collections", ROOT / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from ansible.module_utils.testing import patch_module_args
-from gcp_fake import fixtures
-from gcp_fake.server import FakeGoogle
+from ansible.module_utils.testing import patch_module_args  # noqa: E402 - after the sys.path set-up above
+from gcp_fake import fixtures  # noqa: E402 - after the sys.path set-up above
+from gcp_fake.server import FakeGoogle  # noqa: E402 - after the sys.path set-up above
 
 PROJECT = "mlp-staging"
 fake_google = fixtures.fake_google  # the fixture, made visible to these tests
@@ -33,7 +33,9 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 @pytest.fixture
-def run_module(fake_google: FakeGoogle, capsys: pytest.CaptureFixture[str], no_sleep: list[float]) -> t.Callable[..., dict]:
+def run_module(
+    fake_google: FakeGoogle, capsys: pytest.CaptureFixture[str], no_sleep: list[float]
+) -> t.Callable[..., dict]:
     """Run a module's main() against the fake with the given options; return its exit or fail JSON."""
 
     def run(module: t.Any, args: dict, *, check: bool = False, diff: bool = True, auth: dict | None = None) -> dict:

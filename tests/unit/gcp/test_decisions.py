@@ -75,7 +75,9 @@ def test_bucket_patch_lifecycle_replaces_whole_list():
     rule = {"action": {"type": "AbortIncompleteMultipartUpload"}, "condition": {"age": 7}}
     merged = gcp_storage_bucket.bucket_patch(LIVE_BUCKET, {**BUCKET_OPTS, "lifecycle_rules": [rule]})
     assert merged == {"lifecycle": {"rule": [*LIVE_BUCKET["lifecycle"]["rule"], rule]}}
-    purged = gcp_storage_bucket.bucket_patch(LIVE_BUCKET, {**BUCKET_OPTS, "lifecycle_rules": [rule], "purge_lifecycle_rules": True})
+    purged = gcp_storage_bucket.bucket_patch(
+        LIVE_BUCKET, {**BUCKET_OPTS, "lifecycle_rules": [rule], "purge_lifecycle_rules": True}
+    )
     assert purged == {"lifecycle": {"rule": [rule]}}
 
 
@@ -101,7 +103,10 @@ def test_repository_update_mask():
 def test_service_account_update_fields():
     current = {"displayName": "x", "description": ""}
     assert sa.update_fields(current, {"display_name": "x", "description": None}) == {}
-    assert sa.update_fields(current, {"display_name": "y", "description": "d"}) == {"displayName": "y", "description": "d"}
+    assert sa.update_fields(current, {"display_name": "y", "description": "d"}) == {
+        "displayName": "y",
+        "description": "d",
+    }
 
 
 def test_secret_needs_version():
@@ -166,14 +171,26 @@ def test_sql_create_body_mysql():
 
 def test_sql_instance_patch_is_empty_when_converged_and_minimal_otherwise():
     body = gcp_sql_instance.create_body(SQL_OPTS)
-    live = {"databaseVersion": "MYSQL_8_0", "region": "europe-west1", "settings": {**body["settings"], "settingsVersion": "4", "kind": "sql#settings"}}
-    live["settings"]["backupConfiguration"] = {**body["settings"]["backupConfiguration"], "transactionLogRetentionDays": 7}
+    live = {
+        "databaseVersion": "MYSQL_8_0",
+        "region": "europe-west1",
+        "settings": {**body["settings"], "settingsVersion": "4", "kind": "sql#settings"},
+    }
+    live["settings"]["backupConfiguration"] = {
+        **body["settings"]["backupConfiguration"],
+        "transactionLogRetentionDays": 7,
+    }
     assert gcp_sql_instance.instance_patch(live, SQL_OPTS) == {}
-    patch = gcp_sql_instance.instance_patch(live, {**SQL_OPTS, "backup_start_time": "04:00", "database_flags": {"max_connections": "100"}})
+    patch = gcp_sql_instance.instance_patch(
+        live, {**SQL_OPTS, "backup_start_time": "04:00", "database_flags": {"max_connections": "100"}}
+    )
     assert patch == {
         "settings": {
             "backupConfiguration": {"startTime": "04:00"},
-            "databaseFlags": [{"name": "log_bin_trust_function_creators", "value": "on"}, {"name": "max_connections", "value": "100"}],
+            "databaseFlags": [
+                {"name": "log_bin_trust_function_creators", "value": "on"},
+                {"name": "max_connections", "value": "100"},
+            ],
         }
     }
     purge = gcp_sql_instance.instance_patch(live, {**SQL_OPTS, "database_flags": {}, "purge_database_flags": True})

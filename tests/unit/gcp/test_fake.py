@@ -32,8 +32,18 @@ def test_every_handler_is_a_real_discovery_method():
 @pytest.mark.parametrize(
     ("method", "path", "body", "needle"),
     [
-        ("POST", "/storage/storage/v1/b?project=mlp-staging", {"name": "abc", "locationx": "EU"}, "unknown field 'locationx'"),
-        ("POST", "/storage/storage/v1/b?project=mlp-staging&bogus=1", {"name": "abc"}, "query parameter 'bogus' is not declared"),
+        (
+            "POST",
+            "/storage/storage/v1/b?project=mlp-staging",
+            {"name": "abc", "locationx": "EU"},
+            "unknown field 'locationx'",
+        ),
+        (
+            "POST",
+            "/storage/storage/v1/b?project=mlp-staging&bogus=1",
+            {"name": "abc"},
+            "query parameter 'bogus' is not declared",
+        ),
         ("POST", "/storage/storage/v1/b/abc", None, "the path exists only for"),
         ("GET", "/storage/storage/v2/b/abc", None, "no method of storage v1 has this path"),
         (
@@ -42,9 +52,24 @@ def test_every_handler_is_a_real_discovery_method():
             {"name": "x", "settings": {"tier": "db-f1-micro", "edition": "ENTERPRISE_PLUSS"}},
             "is not one of",
         ),
-        ("POST", "/sqladmin/v1/projects/mlp-staging/instances", {"name": "x", "settings": {"tier": 5}}, "expected a string"),
-        ("POST", "/sqladmin/v1/projects/mlp-staging/instances", {"name": "x", "settings": {"dataDiskSizeGb": "20GB"}}, "expected an int64"),
-        ("POST", "/iam/v1/projects/mlp-staging/serviceAccounts", {"accountId": "abcdef", "serviceAccount": {"displayname": "x"}}, "unknown field 'displayname'"),
+        (
+            "POST",
+            "/sqladmin/v1/projects/mlp-staging/instances",
+            {"name": "x", "settings": {"tier": 5}},
+            "expected a string",
+        ),
+        (
+            "POST",
+            "/sqladmin/v1/projects/mlp-staging/instances",
+            {"name": "x", "settings": {"dataDiskSizeGb": "20GB"}},
+            "expected an int64",
+        ),
+        (
+            "POST",
+            "/iam/v1/projects/mlp-staging/serviceAccounts",
+            {"accountId": "abcdef", "serviceAccount": {"displayname": "x"}},
+            "unknown field 'displayname'",
+        ),
         ("GET", "/storage/storage/v1/b/abc?projection=full&ifMetagenerationMatch=x1", None, "expected an int64"),
         ("POST", "/nosuchapi/v1/things", {}, "no API 'nosuchapi'"),
     ],
@@ -87,25 +112,45 @@ def test_state_etags_and_write_log(fake):
 def test_iam_policy_etag_conflict_is_409_aborted(fake):
     policy = call(fake, "POST", "/cloudresourcemanager/v1/projects/mlp-staging:getIamPolicy", json={}).json()
     body = {"policy": {**policy, "bindings": [{"role": "roles/viewer", "members": ["user:a@example.com"]}]}}
-    assert call(fake, "POST", "/cloudresourcemanager/v1/projects/mlp-staging:setIamPolicy", json=body).status_code == 200
+    assert (
+        call(fake, "POST", "/cloudresourcemanager/v1/projects/mlp-staging:setIamPolicy", json=body).status_code == 200
+    )
     again = call(fake, "POST", "/cloudresourcemanager/v1/projects/mlp-staging:setIamPolicy", json=body)
     assert again.status_code == 409 and again.json()["error"]["status"] == "ABORTED"
 
 
 def test_sql_operation_in_progress(fake):
-    body = {"name": "db1", "region": "europe-west1", "databaseVersion": "POSTGRES_15", "settings": {"tier": "db-custom-1-3840"}}
+    body = {
+        "name": "db1",
+        "region": "europe-west1",
+        "databaseVersion": "POSTGRES_15",
+        "settings": {"tier": "db-custom-1-3840"},
+    }
     op = call(fake, "POST", "/sqladmin/v1/projects/mlp-staging/instances", json=body).json()
     assert op["status"] == "PENDING"
-    busy = call(fake, "PATCH", "/sqladmin/v1/projects/mlp-staging/instances/db1", json={"settings": {"tier": "db-custom-2-7680"}})
+    busy = call(
+        fake,
+        "PATCH",
+        "/sqladmin/v1/projects/mlp-staging/instances/db1",
+        json={"settings": {"tier": "db-custom-2-7680"}},
+    )
     assert busy.status_code == 409 and busy.json()["error"]["errors"][0]["reason"] == "operationInProgress"
-    statuses = [call(fake, "GET", f"/sqladmin/v1/projects/mlp-staging/operations/{op['name']}").json()["status"] for _ in range(2)]
+    statuses = [
+        call(fake, "GET", f"/sqladmin/v1/projects/mlp-staging/operations/{op['name']}").json()["status"]
+        for _ in range(2)
+    ]
     assert statuses == ["RUNNING", "DONE"]
     inst = call(fake, "GET", "/sqladmin/v1/projects/mlp-staging/instances/db1").json()
     assert inst["state"] == "RUNNABLE" and inst["settings"]["edition"] == "ENTERPRISE"
 
 
 def test_sql_postgres16_defaults_to_enterprise_plus(fake):
-    body = {"name": "db2", "region": "europe-west1", "databaseVersion": "POSTGRES_16", "settings": {"tier": "db-custom-1-3840"}}
+    body = {
+        "name": "db2",
+        "region": "europe-west1",
+        "databaseVersion": "POSTGRES_16",
+        "settings": {"tier": "db-custom-1-3840"},
+    }
     response = call(fake, "POST", "/sqladmin/v1/projects/mlp-staging/instances", json=body)
     assert response.status_code == 400 and "ENTERPRISE_PLUS" in response.json()["error"]["message"]
 

@@ -31,7 +31,11 @@ def test_bad_bucket_names(name):
         (g.check_sql_instance_name, ["mlflow", "a", "mlflow-pg-16"], ["Mlflow", "1db", "db-", "db_x", ""]),
         (g.check_repository_id, ["mlflow", "docker-1"], ["Mlflow", "-x", "x_y"]),
         (g.check_secret_id, ["mlflow-db-password", "A_b-1"], ["a/b", "", "x" * 256, "a.b"]),
-        (g.check_service_name, ["sqladmin.googleapis.com", "iamcredentials.googleapis.com"], ["sqladmin", "x.example.com"]),
+        (
+            g.check_service_name,
+            ["sqladmin.googleapis.com", "iamcredentials.googleapis.com"],
+            ["sqladmin", "x.example.com"],
+        ),
     ],
 )
 def test_validators(check, good, bad):
@@ -124,7 +128,8 @@ def test_parse_error_permission_from_storage_message():
     body = {
         "error": {
             "code": 403,
-            "message": "ci@p.iam.gserviceaccount.com does not have storage.buckets.create access to the Google Cloud project.",
+            "message": "ci@p.iam.gserviceaccount.com does not have storage.buckets.create access to the Google Cloud "
+            "project.",
             "errors": [{"reason": "forbidden", "domain": "global", "message": "..."}],
         }
     }
@@ -194,28 +199,41 @@ POLICY = {
 
 
 def test_policy_add_keeps_everything_else():
-    new, changed = g.policy_with_member(POLICY, "roles/storage.objectUser", "serviceAccount:b@p.iam.gserviceaccount.com", present=True)
+    new, changed = g.policy_with_member(
+        POLICY, "roles/storage.objectUser", "serviceAccount:b@p.iam.gserviceaccount.com", present=True
+    )
     assert changed and new["etag"] == "BwX1" and new["auditConfigs"] == POLICY["auditConfigs"]
     assert new["bindings"][:2] == POLICY["bindings"]
-    assert new["bindings"][2] == {"role": "roles/storage.objectUser", "members": ["serviceAccount:b@p.iam.gserviceaccount.com"]}
+    assert new["bindings"][2] == {
+        "role": "roles/storage.objectUser",
+        "members": ["serviceAccount:b@p.iam.gserviceaccount.com"],
+    }
     assert POLICY["bindings"][1]["members"] == ["serviceAccount:A@p.iam.gserviceaccount.com"], "input not mutated"
 
 
 def test_policy_add_is_case_insensitive_for_emails():
-    new, changed = g.policy_with_member(POLICY, "roles/storage.objectViewer", "serviceAccount:a@p.iam.gserviceaccount.com", present=True)
+    new, changed = g.policy_with_member(
+        POLICY, "roles/storage.objectViewer", "serviceAccount:a@p.iam.gserviceaccount.com", present=True
+    )
     assert not changed and new["bindings"] == POLICY["bindings"]
 
 
 def test_policy_remove_drops_empty_binding():
-    new, changed = g.policy_with_member(POLICY, "roles/storage.objectViewer", "serviceAccount:a@p.iam.gserviceaccount.com", present=False)
+    new, changed = g.policy_with_member(
+        POLICY, "roles/storage.objectViewer", "serviceAccount:a@p.iam.gserviceaccount.com", present=False
+    )
     assert changed and [b["role"] for b in new["bindings"]] == ["roles/storage.legacyBucketOwner"]
-    _, again = g.policy_with_member(new, "roles/storage.objectViewer", "serviceAccount:a@p.iam.gserviceaccount.com", present=False)
+    _, again = g.policy_with_member(
+        new, "roles/storage.objectViewer", "serviceAccount:a@p.iam.gserviceaccount.com", present=False
+    )
     assert not again
 
 
 def test_policy_conditions_are_separate_bindings_and_bump_version():
     cond = {"title": "only-mlflow", "expression": 'resource.name == "projects/p/instances/mlflow"'}
-    new, changed = g.policy_with_member(POLICY, "roles/storage.objectViewer", "user:x@example.com", present=True, condition=cond)
+    new, changed = g.policy_with_member(
+        POLICY, "roles/storage.objectViewer", "user:x@example.com", present=True, condition=cond
+    )
     assert changed and new["version"] == 3
     assert g.binding_members(new, "roles/storage.objectViewer") == ["serviceAccount:a@p.iam.gserviceaccount.com"]
     assert g.binding_members(new, "roles/storage.objectViewer", cond) == ["user:x@example.com"]
@@ -226,7 +244,10 @@ def test_iam_targets_match_the_discovery_paths():
     bucket = g.iam_target("bucket", "b1")
     assert (bucket.get_method, bucket.set_method, bucket.wraps_policy) == ("GET", "PUT", False)
     sa = g.iam_target("service_account", "mlflow-server", "p-123456")
-    assert sa.set_path == "v1/projects/p-123456/serviceAccounts/mlflow-server@p-123456.iam.gserviceaccount.com:setIamPolicy"
+    assert (
+        sa.set_path
+        == "v1/projects/p-123456/serviceAccounts/mlflow-server@p-123456.iam.gserviceaccount.com:setIamPolicy"
+    )
     assert sa.get_params == {"options.requestedPolicyVersion": 3}
     assert g.iam_target("secret", "s", "p-123456").get_method == "GET"
     with pytest.raises(g.GoogleError):
@@ -261,8 +282,12 @@ def client(fake_google):
 
 
 def test_endpoint_overrides():
-    c = g.GoogleClient({"endpoint_overrides": {"all": "https://{api}-psc.p.googleapis.com", "storage": "http://127.0.0.1:9/"}})
-    assert c.url("sqladmin", "v1/projects/p/instances") == "https://sqladmin-psc.p.googleapis.com/v1/projects/p/instances"
+    c = g.GoogleClient(
+        {"endpoint_overrides": {"all": "https://{api}-psc.p.googleapis.com", "storage": "http://127.0.0.1:9/"}}
+    )
+    assert (
+        c.url("sqladmin", "v1/projects/p/instances") == "https://sqladmin-psc.p.googleapis.com/v1/projects/p/instances"
+    )
     assert c.url("storage", "storage/v1/b") == "http://127.0.0.1:9/storage/v1/b"
     assert g.GoogleClient({}).url("iam", "v1/x") == "https://iam.googleapis.com/v1/x"
 
@@ -288,26 +313,36 @@ def test_no_retry_on_client_errors(client, fake_google):
 def test_retry_if_predicate(client, fake_google):
     fake_google.state.instances[("mlp-staging", "db")] = {"name": "db"}
     fake_google.inject("sql.instances.get", 409, reason="operationInProgress", times=2)
-    assert client.request("GET", "sqladmin", "v1/projects/mlp-staging/instances/db", resource="i", retry_if=g.is_sql_busy)
+    assert client.request(
+        "GET", "sqladmin", "v1/projects/mlp-staging/instances/db", resource="i", retry_if=g.is_sql_busy
+    )
     assert len(client.retry_log) == 2
 
 
 def test_connection_errors_are_retried_then_reported():
     clock = FakeClock()
     c = g.GoogleClient(
-        {"auth_kind": "accesstoken", "access_token": "t", "endpoint_overrides": {"all": "http://127.0.0.1:9"}, "retries": 2, "request_timeout": 2},
+        {
+            "auth_kind": "accesstoken",
+            "access_token": "t",
+            "endpoint_overrides": {"all": "http://127.0.0.1:9"},
+            "retries": 2,
+            "request_timeout": 2,
+        },
         sleep=clock.sleep,
         clock=clock.clock,
         jitter=lambda: 0.0,
     )
-    with pytest.raises(g.GoogleError, match="no answer from http://127.0.0.1:9/v1/x after 3 attempts"):
+    with pytest.raises(g.GoogleError, match=r"no answer from http://127\.0\.0\.1:9/v1/x after 3 attempts"):
         c.request("GET", "iam", "v1/x", resource="thing")
     assert clock.slept == [1.0, 2.0]
 
 
 def test_longrunning_operation_polls_until_done(client, fake_google):
     fake_google.state.lro_polls = 3
-    op = client.request("POST", "serviceusage", "v1/projects/mlp-staging/services/iam.googleapis.com:enable", body={}, resource="svc")
+    op = client.request(
+        "POST", "serviceusage", "v1/projects/mlp-staging/services/iam.googleapis.com:enable", body={}, resource="svc"
+    )
     response = client.wait_operation("serviceusage", op, resource="service iam")
     assert response["service"]["state"] == "ENABLED"
     assert client.operations[0]["polls"] == 3 and client.operations[0]["status"] == "DONE"
@@ -316,10 +351,16 @@ def test_longrunning_operation_polls_until_done(client, fake_google):
 
 def test_longrunning_operation_error_and_timeout(client, fake_google):
     with pytest.raises(g.OperationError, match="failed: code 9: precondition"):
-        client.wait_operation("serviceusage", {"name": "operations/x", "done": True, "error": {"code": 9, "message": "precondition"}}, resource="r")
+        client.wait_operation(
+            "serviceusage",
+            {"name": "operations/x", "done": True, "error": {"code": 9, "message": "precondition"}},
+            resource="r",
+        )
     fake_google.state.lro_polls = 10**6
     client.operation_timeout = 20
-    op = client.request("POST", "serviceusage", "v1/projects/mlp-staging/services/iam.googleapis.com:enable", body={}, resource="svc")
+    op = client.request(
+        "POST", "serviceusage", "v1/projects/mlp-staging/services/iam.googleapis.com:enable", body={}, resource="svc"
+    )
     with pytest.raises(g.OperationError, match="still not done after 20s"):
         client.wait_operation("serviceusage", op, resource="service iam")
     assert client.operations[-1]["status"] == "TIMEOUT"
@@ -327,9 +368,16 @@ def test_longrunning_operation_error_and_timeout(client, fake_google):
 
 
 def test_sql_operation_done_with_errors(client):
-    with pytest.raises(g.OperationError, match="CREATE.*instance quota"):
+    with pytest.raises(g.OperationError, match=r"CREATE.*instance quota"):
         client.wait_sql_operation(
-            "p", {"name": "op1", "status": "DONE", "operationType": "CREATE", "error": {"errors": [{"code": "QUOTA", "message": "instance quota"}]}}, resource="r"
+            "p",
+            {
+                "name": "op1",
+                "status": "DONE",
+                "operationType": "CREATE",
+                "error": {"errors": [{"code": "QUOTA", "message": "instance quota"}]},
+            },
+            resource="r",
         )
 
 
@@ -337,7 +385,9 @@ def test_iam_read_modify_write_retries_conflicts(client, fake_google):
     fake_google.state.buckets["b-1x"] = {"name": "b-1x"}
     fake_google.state.policies["bucket/b-1x"] = {"version": 1, "etag": "BwX0", "bindings": []}
     fake_google.inject_concurrent_iam_write("storage.buckets.setIamPolicy", "bucket/b-1x", times=3)
-    result = client.iam_member(g.iam_target("bucket", "b-1x"), "roles/storage.objectViewer", "user:a@example.com", present=True)
+    result = client.iam_member(
+        g.iam_target("bucket", "b-1x"), "roles/storage.objectViewer", "user:a@example.com", present=True
+    )
     assert result == {"changed": True, "before": [], "after": ["user:a@example.com"]}
     assert [c.status for c in fake_google.calls("storage.buckets.setIamPolicy")] == [412, 412, 412, 200]
     assert client.fake_clock.slept == [1.0, 2.0, 4.0]
@@ -347,19 +397,25 @@ def test_iam_read_modify_write_gives_up_after_max_conflicts(client, fake_google)
     fake_google.state.buckets["b-1x"] = {"name": "b-1x"}
     fake_google.inject("storage.buckets.setIamPolicy", 412, times=100)
     with pytest.raises(g.GoogleApiError) as exc:
-        client.iam_member(g.iam_target("bucket", "b-1x"), "roles/x", "user:a@example.com", present=True, max_conflicts=3)
+        client.iam_member(
+            g.iam_target("bucket", "b-1x"), "roles/x", "user:a@example.com", present=True, max_conflicts=3
+        )
     assert exc.value.status == 412 and len(fake_google.calls("storage.buckets.setIamPolicy")) == 4
 
 
 def test_iam_check_mode_sends_no_set(client, fake_google):
-    result = client.iam_member(g.iam_target("project", "mlp-staging"), "roles/viewer", "user:a@example.com", present=True, check_mode=True)
+    result = client.iam_member(
+        g.iam_target("project", "mlp-staging"), "roles/viewer", "user:a@example.com", present=True, check_mode=True
+    )
     assert result["changed"] and fake_google.writes == []
 
 
 def test_iam_visibility_retry_is_bounded_by_time(client, fake_google):
     with pytest.raises(g.GoogleApiError, match="does not exist"):
         client.iam_member(
-            g.iam_target("project", "mlp-staging"), "roles/viewer", "serviceAccount:ghost@mlp-staging.iam.gserviceaccount.com",
+            g.iam_target("project", "mlp-staging"),
+            "roles/viewer",
+            "serviceAccount:ghost@mlp-staging.iam.gserviceaccount.com",
             present=True, consistency_timeout=10,
         )  # fmt: skip
     assert 10 <= sum(client.fake_clock.slept) <= 20
@@ -372,12 +428,14 @@ def test_google_module_does_not_mutate_shared_spec(monkeypatch):
     with patch_module_args({"name": "x", "access_token": "t", "auth_kind": "accesstoken"}):
         module = g.GoogleModule({"name": {"type": "str"}, "project": {"type": "str", "required": False}})
     assert module.params["name"] == "x"
-    assert g.AUTH_ARGUMENT_SPEC == before
+    assert before == g.AUTH_ARGUMENT_SPEC
 
 
 def test_iam_check_mode_on_a_resource_still_to_be_created(client, fake_google):
     target = g.iam_target("bucket", "not-yet-bucket")
-    result = client.iam_member(target, "roles/storage.objectViewer", "user:A@example.com", present=True, check_mode=True)
+    result = client.iam_member(
+        target, "roles/storage.objectViewer", "user:A@example.com", present=True, check_mode=True
+    )
     assert result == {"changed": True, "before": [], "after": ["user:a@example.com"]}
     with pytest.raises(g.GoogleApiError) as exc:
         client.iam_member(target, "roles/storage.objectViewer", "user:a@example.com", present=True)

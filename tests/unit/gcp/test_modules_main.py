@@ -102,7 +102,9 @@ def test_bucket_patches_only_drift_and_keeps_foreign_labels(run_module, fake_goo
     assert patch.body == {"versioning": {"enabled": True}}
     assert fake_google.state.buckets[BUCKET["name"]]["labels"] == {"app": "mlflow", "team": "data"}
     purge = run_module(gcp_storage_bucket, {**BUCKET, "purge_labels": True})
-    assert purge["changed"] and fake_google.calls("storage.buckets.patch")[-1].body == {"labels": {"app": "mlflow", "team": None}}
+    assert purge["changed"] and fake_google.calls("storage.buckets.patch")[-1].body == {
+        "labels": {"app": "mlflow", "team": None}
+    }
     assert fake_google.state.buckets[BUCKET["name"]]["labels"] == {"app": "mlflow"}
 
 
@@ -138,7 +140,9 @@ def test_bucket_invalid_names_fail_before_any_request(run_module, fake_google, n
 
 
 def test_bucket_bad_lifecycle_rule(run_module, fake_google):
-    out = run_module(gcp_storage_bucket, {**BUCKET, "lifecycle_rules": [{"action": {"type": "Remove"}, "condition": {"age": 1}}]})
+    out = run_module(
+        gcp_storage_bucket, {**BUCKET, "lifecycle_rules": [{"action": {"type": "Remove"}, "condition": {"age": 1}}]}
+    )
     assert out["failed"] and out["msg"].startswith("option lifecycle_rules:")
     assert fake_google.log == []
 
@@ -167,7 +171,9 @@ def test_repository_converges_and_updates_labels(run_module, fake_google):
 
 def test_repository_format_is_immutable(run_module, fake_google):
     run_module(gcp_artifact_registry_repository, {"name": "mlflow", "location": "europe-west1"})
-    out = run_module(gcp_artifact_registry_repository, {"name": "mlflow", "location": "europe-west1", "format": "PYTHON"})
+    out = run_module(
+        gcp_artifact_registry_repository, {"name": "mlflow", "location": "europe-west1", "format": "PYTHON"}
+    )
     assert out["failed"] and "format cannot change" in out["msg"]
 
 
@@ -178,11 +184,16 @@ def test_repository_create_conflict_409_is_adopted(run_module, fake_google):
     fake_google.inject("artifactregistry.projects.locations.repositories.get", 404, times=1)
     out = run_module(gcp_artifact_registry_repository, args)
     assert out["changed"] and out["repository"]["labels"] == {"app": "mlflow"}
-    assert [c.status for c in fake_google.calls("artifactregistry.projects.locations.repositories.create")] == [200, 409]
+    assert [c.status for c in fake_google.calls("artifactregistry.projects.locations.repositories.create")] == [
+        200,
+        409,
+    ]
 
 
 def test_create_conflict_that_cannot_be_read_back_fails(run_module, fake_google):
-    fake_google.inject("artifactregistry.projects.locations.repositories.create", 409, message="the repository already exists")
+    fake_google.inject(
+        "artifactregistry.projects.locations.repositories.create", 409, message="the repository already exists"
+    )
     out = run_module(gcp_artifact_registry_repository, {"name": "mlflow", "location": "europe-west1"})
     assert out["failed"] and out["status"] == 409 and "cannot be read back" in out["msg"]
 
@@ -209,11 +220,20 @@ def test_sql_database_and_user_409_adopt(run_module, fake_google):
     fake_google.inject("sql.databases.get", 404, times=1)
     assert run_module(gcp_sql_database, {"instance": "mlflow", "name": "mlflow"})["changed"] is False
     users = fake_google.state.users[("mlp-staging", "mlflow")]
-    someone = {"kind": "sql#user", "name": "mlflow", "instance": "mlflow", "project": "mlp-staging", "etag": "x", "type": "BUILT_IN"}
+    someone = {
+        "kind": "sql#user",
+        "name": "mlflow",
+        "instance": "mlflow",
+        "project": "mlp-staging",
+        "etag": "x",
+        "type": "BUILT_IN",
+    }
     fake_google.inject("sql.users.insert", 0, action=lambda: users.append(someone))  # created between list and insert
     out = run_module(gcp_sql_user, {"instance": "mlflow", "name": "mlflow", "password": "pw-first"})
     assert out["changed"] is False, out
-    assert [c.status for c in fake_google.calls("sql.users.insert")] == [409] and not fake_google.calls("sql.users.update")
+    assert [c.status for c in fake_google.calls("sql.users.insert")] == [409] and not fake_google.calls(
+        "sql.users.update"
+    )
 
 
 # ------------------------------------------------------------------------------------- service account
@@ -245,7 +265,17 @@ def test_service_account_409_on_create_is_not_a_failure(run_module, fake_google)
     assert [c.status for c in fake_google.calls("iam.projects.serviceAccounts.create")] == [200, 409]
 
 
-@pytest.mark.parametrize("name", ["short", "Upper-case-name", "ends-with-", "1starts-with-digit", "x" * 31, "other@elsewhere.iam.gserviceaccount.com"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "short",
+        "Upper-case-name",
+        "ends-with-",
+        "1starts-with-digit",
+        "x" * 31,
+        "other@elsewhere.iam.gserviceaccount.com",
+    ],
+)
 def test_service_account_invalid_ids(run_module, fake_google, name):
     out = run_module(gcp_service_account, {"name": name})
     assert out["failed"] and out["msg"].startswith("option name:")
@@ -262,7 +292,9 @@ def test_permission_denied_names_permission_and_resource(run_module, fake_google
 
 # --------------------------------------------------------------------------------------------- secrets
 def test_secret_generated_once_never_returned(run_module, fake_google):
-    _, first, _ = converge(run_module, fake_google, gcp_secret, {"name": "mlflow-db-password", "labels": {"app": "mlflow"}})
+    _, first, _ = converge(
+        run_module, fake_google, gcp_secret, {"name": "mlflow-db-password", "labels": {"app": "mlflow"}}
+    )
     key = "projects/123456789012/secrets/mlflow-db-password"
     assert first["secret"] == key and first["version"] == f"{key}/versions/1"
     value = fake_google.state.versions[key][0]["data"].decode()
@@ -299,7 +331,12 @@ def test_secret_invalid_id(run_module, fake_google):
     [
         ("project", "mlp-staging", "roles/cloudsql.client", f"serviceAccount:{SA}"),
         ("bucket", "mlp-staging-mlflow-artifacts", "roles/storage.objectUser", f"serviceAccount:{SA}"),
-        ("service_account", SA, "roles/iam.workloadIdentityUser", "serviceAccount:mlp-staging.svc.id.goog[mlflow/mlflow-server]"),
+        (
+            "service_account",
+            SA,
+            "roles/iam.workloadIdentityUser",
+            "serviceAccount:mlp-staging.svc.id.goog[mlflow/mlflow-server]",
+        ),
         ("secret", "mlflow-db-password", "roles/secretmanager.secretAccessor", f"serviceAccount:{SA}"),
     ],
 )
@@ -318,7 +355,15 @@ def test_iam_member_each_resource_type(run_module, fake_google, resource_type, r
 def test_iam_member_bucket_keeps_convenience_members(run_module, fake_google):
     run_module(gcp_storage_bucket, BUCKET)
     run_module(gcp_service_account, {"name": "mlflow-server"})
-    run_module(gcp_iam_member, {"resource_type": "bucket", "resource": BUCKET["name"], "role": "roles/storage.objectViewer", "member": f"serviceAccount:{SA}"})
+    run_module(
+        gcp_iam_member,
+        {
+            "resource_type": "bucket",
+            "resource": BUCKET["name"],
+            "role": "roles/storage.objectViewer",
+            "member": f"serviceAccount:{SA}",
+        },
+    )
     policy = fake_google.state.policies[f"bucket/{BUCKET['name']}"]
     roles = {b["role"]: b["members"] for b in policy["bindings"]}
     assert roles["roles/storage.legacyBucketOwner"] == ["projectEditor:mlp-staging", "projectOwner:mlp-staging"]
@@ -328,7 +373,15 @@ def test_iam_member_concurrent_writer_412_on_bucket(run_module, fake_google):
     run_module(gcp_storage_bucket, BUCKET)
     run_module(gcp_service_account, {"name": "mlflow-server"})
     fake_google.inject_concurrent_iam_write("storage.buckets.setIamPolicy", f"bucket/{BUCKET['name']}")
-    out = run_module(gcp_iam_member, {"resource_type": "bucket", "resource": BUCKET["name"], "role": "roles/storage.objectViewer", "member": f"serviceAccount:{SA}"})
+    out = run_module(
+        gcp_iam_member,
+        {
+            "resource_type": "bucket",
+            "resource": BUCKET["name"],
+            "role": "roles/storage.objectViewer",
+            "member": f"serviceAccount:{SA}",
+        },
+    )
     assert out["changed"] and any("etag conflict (HTTP 412)" in r for r in out["retries"])
     sets = fake_google.calls("storage.buckets.setIamPolicy")
     assert [s.status for s in sets] == [412, 200]
@@ -338,8 +391,18 @@ def test_iam_member_concurrent_writer_412_on_bucket(run_module, fake_google):
 
 def test_iam_member_concurrent_writer_409_on_project(run_module, fake_google):
     run_module(gcp_service_account, {"name": "mlflow-server"})
-    fake_google.inject_concurrent_iam_write("cloudresourcemanager.projects.setIamPolicy", "project/mlp-staging", times=2)
-    out = run_module(gcp_iam_member, {"resource_type": "project", "resource": "mlp-staging", "role": "roles/cloudsql.client", "member": f"serviceAccount:{SA}"})
+    fake_google.inject_concurrent_iam_write(
+        "cloudresourcemanager.projects.setIamPolicy", "project/mlp-staging", times=2
+    )
+    out = run_module(
+        gcp_iam_member,
+        {
+            "resource_type": "project",
+            "resource": "mlp-staging",
+            "role": "roles/cloudsql.client",
+            "member": f"serviceAccount:{SA}",
+        },
+    )
     assert out["changed"]
     assert [s.status for s in fake_google.calls("cloudresourcemanager.projects.setIamPolicy")] == [409, 409, 200]
     set_body = fake_google.calls("cloudresourcemanager.projects.setIamPolicy")[-1].body
@@ -352,7 +415,15 @@ def test_iam_member_new_sa_not_yet_visible(run_module, fake_google, no_sleep):
     fake_google.state.sa_policy_delay = 0.5
     no_sleep.clear()
     no_sleep_until(0.6)
-    out = run_module(gcp_iam_member, {"resource_type": "project", "resource": "mlp-staging", "role": "roles/cloudsql.client", "member": f"serviceAccount:{SA}"})
+    out = run_module(
+        gcp_iam_member,
+        {
+            "resource_type": "project",
+            "resource": "mlp-staging",
+            "role": "roles/cloudsql.client",
+            "member": f"serviceAccount:{SA}",
+        },
+    )
     assert out["changed"] and any("not visible yet (HTTP 400)" in r for r in out["retries"])
     statuses = [s.status for s in fake_google.calls("cloudresourcemanager.projects.setIamPolicy")]
     assert statuses[0] == 400 and statuses[-1] == 200
@@ -361,15 +432,33 @@ def test_iam_member_new_sa_not_yet_visible(run_module, fake_google, no_sleep):
 def test_iam_member_gives_up_on_missing_account(run_module, fake_google):
     out = run_module(
         gcp_iam_member,
-        {"resource_type": "project", "resource": "mlp-staging", "role": "roles/cloudsql.client", "member": "serviceAccount:nobody@mlp-staging.iam.gserviceaccount.com", "consistency_timeout": 0},
+        {
+            "resource_type": "project",
+            "resource": "mlp-staging",
+            "role": "roles/cloudsql.client",
+            "member": "serviceAccount:nobody@mlp-staging.iam.gserviceaccount.com",
+            "consistency_timeout": 0,
+        },
     )
-    assert out["failed"] and out["status"] == 400 and "nobody@mlp-staging.iam.gserviceaccount.com does not exist" in out["msg"]
+    assert (
+        out["failed"]
+        and out["status"] == 400
+        and "nobody@mlp-staging.iam.gserviceaccount.com does not exist" in out["msg"]
+    )
 
 
 def test_iam_member_workload_pool_missing(run_module, fake_google):
     run_module(gcp_service_account, {"name": "mlflow-server"})
     fake_google.state.workload_pools.clear()
-    out = run_module(gcp_iam_member, {"resource_type": "service_account", "resource": SA, "role": "roles/iam.workloadIdentityUser", "member": "serviceAccount:mlp-staging.svc.id.goog[mlflow/mlflow-server]"})
+    out = run_module(
+        gcp_iam_member,
+        {
+            "resource_type": "service_account",
+            "resource": SA,
+            "role": "roles/iam.workloadIdentityUser",
+            "member": "serviceAccount:mlp-staging.svc.id.goog[mlflow/mlflow-server]",
+        },
+    )
     assert out["failed"] and "Identity Pool does not exist" in out["msg"]
     assert len(fake_google.calls("iam.projects.serviceAccounts.setIamPolicy")) == 1, "a missing pool is not retried"
 
@@ -390,7 +479,12 @@ def test_iam_member_workload_pool_missing(run_module, fake_google):
     ],
 )
 def test_iam_member_bad_inputs_fail_before_any_request(run_module, fake_google, option, args):
-    base = {"resource_type": "project", "resource": "mlp-staging", "role": "roles/viewer", "member": f"serviceAccount:{SA}"}
+    base = {
+        "resource_type": "project",
+        "resource": "mlp-staging",
+        "role": "roles/viewer",
+        "member": f"serviceAccount:{SA}",
+    }
     out = run_module(gcp_iam_member, {**base, **args})
     assert out["failed"] and out["msg"].startswith(f"option {option}:"), out["msg"]
     assert fake_google.log == []
@@ -401,7 +495,9 @@ def test_sql_instance_converges_with_visible_operations(run_module, fake_google)
     _, first, _ = converge(run_module, fake_google, gcp_sql_instance, PG)
     inst = fake_google.state.instances[("mlp-staging", "mlflow")]
     settings = inst["settings"]
-    assert settings["edition"] == "ENTERPRISE", "edition must be sent: the API default for POSTGRES_16 is ENTERPRISE_PLUS"
+    assert settings["edition"] == "ENTERPRISE", (
+        "edition must be sent: the API default for POSTGRES_16 is ENTERPRISE_PLUS"
+    )
     assert settings["backupConfiguration"]["pointInTimeRecoveryEnabled"] is True
     assert settings["maintenanceWindow"] == {"day": 7, "hour": 3}
     assert settings["ipConfiguration"]["ipv4Enabled"] is False
@@ -421,14 +517,22 @@ def test_sql_instance_mysql_flags_and_binlog(run_module, fake_google):
 
 def test_sql_instance_patch_only_drift_and_retry_busy(run_module, fake_google):
     run_module(gcp_sql_instance, PG)
-    fake_google.inject("sql.instances.patch", 409, reason="operationInProgress", message="Operation failed because another operation was already in progress.")
+    fake_google.inject(
+        "sql.instances.patch",
+        409,
+        reason="operationInProgress",
+        message="Operation failed because another operation was already in progress.",
+    )
     out = run_module(gcp_sql_instance, {**PG, "tier": "db-custom-2-7680", "database_flags": {"max_connections": "200"}})
     assert out["changed"] and any("HTTP 409" in r for r in out["retries"])
     body = fake_google.calls("sql.instances.patch")[-1].body
     assert body == {
         "settings": {
             "tier": "db-custom-2-7680",
-            "databaseFlags": [{"name": "cloudsql.iam_authentication", "value": "on"}, {"name": "max_connections", "value": "200"}],
+            "databaseFlags": [
+                {"name": "cloudsql.iam_authentication", "value": "on"},
+                {"name": "max_connections", "value": "200"},
+            ],
         }
     }
 
@@ -444,7 +548,9 @@ def test_sql_instance_operation_failure_is_reported(run_module, fake_google):
     original = fake_google.state.new_lro
 
     def failing(name, op, on_done, **kw):
-        return original(name, op, lambda: {"errors": [{"code": "INTERNAL_ERROR", "message": "disk quota exceeded"}]}, **kw)
+        return original(
+            name, op, lambda: {"errors": [{"code": "INTERNAL_ERROR", "message": "disk quota exceeded"}]}, **kw
+        )
 
     fake_google.state.new_lro = failing
     out = run_module(gcp_sql_instance, PG)
@@ -511,7 +617,10 @@ def test_sql_user_update_password_always(run_module, fake_google):
 
 
 def test_sql_user_mysql_host_and_iam_name(run_module, fake_google):
-    run_module(gcp_sql_instance, {**PG, "database_version": "MYSQL_8_0", "database_flags": {"cloudsql_iam_authentication": "on"}})
+    run_module(
+        gcp_sql_instance,
+        {**PG, "database_version": "MYSQL_8_0", "database_flags": {"cloudsql_iam_authentication": "on"}},
+    )
     assert run_module(gcp_sql_user, {"instance": "mlflow", "name": "mlflow", "password": "pw-1"})["changed"]
     assert fake_google.calls("sql.users.insert")[-1].body["host"] == "%"
     out = run_module(gcp_sql_user, {"instance": "mlflow", "name": SA, "type": "CLOUD_IAM_SERVICE_ACCOUNT"})
@@ -568,7 +677,11 @@ def test_service_account_key_file_auth_and_impersonation(run_module, fake_google
     assert fake_google.token_requests[0]["iss"] == "deployer@mlp-staging.iam.gserviceaccount.com"
     assert {e.principal for e in fake_google.log} == {"deployer@mlp-staging.iam.gserviceaccount.com"}
     run_module(gcp_service_account, {"name": "mlflow-admin"}, auth=auth)
-    imp = run_module(gcp_project_service, {"services": ["sqladmin.googleapis.com"]}, auth={**auth, "impersonate_service_account": "mlflow-admin@mlp-staging.iam.gserviceaccount.com"})
+    imp = run_module(
+        gcp_project_service,
+        {"services": ["sqladmin.googleapis.com"]},
+        auth={**auth, "impersonate_service_account": "mlflow-admin@mlp-staging.iam.gserviceaccount.com"},
+    )
     assert imp["changed"]
     assert fake_google.log[-1].principal == "mlflow-admin@mlp-staging.iam.gserviceaccount.com"
     assert fake_google.calls("iamcredentials.projects.serviceAccounts.generateAccessToken")

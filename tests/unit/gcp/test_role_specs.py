@@ -54,7 +54,9 @@ def test_serviceaccount_template_renders_annotated_objects():
     assert [o["metadata"]["name"] for o in objects] == ["mlflow-server", "mlflow-serving"]
     for obj in objects:
         assert obj["kind"] == "ServiceAccount" and obj["metadata"]["namespace"] == "mlflow"
-        assert obj["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].startswith(obj["metadata"]["name"] + "@")
+        assert obj["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].startswith(
+            obj["metadata"]["name"] + "@"
+        )
         assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "mlplatform.mlflow"
         assert obj["automountServiceAccountToken"] is False
 

@@ -1,0 +1,113 @@
+"""Bad variables and module arguments: each gets a clear message naming what is wrong, before anything changes.
+
+Every case runs against the real cluster; afterwards the namespace the run would have created must not exist.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+
+import pytest
+
+from ..ansible_run import run_playbook
+
+SERVER = {"mlflow_server_image": "docker.io/mlplatform/mlflow:3.17.2"}
+SERVING = {"model_serving_image": "docker.io/mlplatform/mlflow:3.17.2", "model_serving_tracking_uri": "http://127.0.0.1:1",
+           "model_serving_models": [{"name": "iris", "model": "Iris", "alias": "champion"}]}
+_ids = itertools.count()
+
+# (role, variables, text the message must contain)
+ROLE_CASES = [
+    ("mlflow_server", {}, "mlflow_server_image"),
+    ("mlflow_server", {**SERVER, "mlflow_server_replicas": "two"}, "mlflow_server_replicas"),
+    ("mlflow_server", {**SERVER, "mlflow_server_auth_enabled": "maybe"}, "mlflow_server_auth_enabled"),
+    ("mlflow_server", {**SERVER, "mlflow_server_database_mode": "sqlite"}, "mlflow_server_database_mode"),
+    ("mlflow_server", {**SERVER, "mlflow_server_database_engine": "oracle"}, "mlflow_server_database_engine"),
+    ("mlflow_server", {**SERVER, "mlflow_server_image_pull_policy": "Sometimes"}, "mlflow_server_image_pull_policy"),
+    ("mlflow_server", {**SERVER, "mlflow_server_ingress_tls": "letsencrypt"}, "mlflow_server_ingress_tls"),
+    ("mlflow_server", {**SERVER, "mlflow_server_extra_allowed_hosts": "a.example.com"}, "mlflow_server_extra_allowed_hosts"),
+    ("mlflow_server", {**SERVER, "mlflow_server_service_account_annotations": ["x"]}, "mlflow_server_service_account_annotations"),
+    ("mlflow_server", {**SERVER, "mlflow_server_auth_default_permission": "ALL"}, "mlflow_server_auth_default_permission"),
+    ("mlflow_server", {**SERVER, "mlflow_server_database_mode": "external"}, "mlflow_server_database_host"),
+    ("mlflow_server", {**SERVER, "mlflow_server_database_mode": "cloudsql"}, "PROJECT:REGION:INSTANCE"),
+    ("mlflow_server", {**SERVER, "mlflow_server_database_mode": "cloudsql",
+                       "mlflow_server_cloudsql_instance_connection_name": "Bad Name"}, "PROJECT:REGION:INSTANCE"),
+    ("mlflow_server", {**SERVER, "mlflow_server_artifacts_destination": "s3://bucket/x"}, "s3://bucket/x"),
+    ("mlflow_server", {**SERVER, "mlflow_server_artifacts_destination": "gs://UPPER/x"}, "gs://UPPER/x"),
+    ("mlflow_server", {**SERVER, "mlflow_server_artifacts_destination": "gs://a"}, "gs://a"),
+    ("mlflow_server", {**SERVER, "mlflow_server_gcs_emulator_enabled": True}, "mlflow_server_gcs_emulator_enabled"),
+    ("mlflow_server", {**SERVER, "mlflow_server_replicas": 3}, "shared gs:// artifact store"),
+    ("mlflow_server", {**SERVER, "mlflow_server_artifacts_destination": "gs://b/p", "mlflow_server_hpa_enabled": True,
+                       "mlflow_server_hpa_min_replicas": 5, "mlflow_server_hpa_max_replicas": 2},
+     "mlflow_server_hpa_min_replicas"),
+    ("mlflow_server", {**SERVER, "mlflow_server_ingress_enabled": True}, "mlflow_server_ingress_host"),
+    ("mlflow_server", {**SERVER, "mlflow_server_ingress_enabled": True, "mlflow_server_ingress_host": "m.example.com",
+                       "mlflow_server_ingress_tls": "secret"}, "mlflow_server_ingress_tls_secret_name"),
+    ("mlflow_server", {**SERVER, "mlflow_server_cloudsql_iam_auth": True}, "mlflow_server_cloudsql_iam_auth"),
+    ("mlflow_server", {**SERVER, "mlflow_server_database_engine": "mysql"}, "mlflow/mlflow#9642"),
+    ("mlflow_server", {**SERVER, "mlflow_server_artifacts_destination": "gs://b/p", "mlflow_server_replicas": 10,
+                       "mlflow_server_cpu_limit": "4", "mlflow_server_memory_limit": "8Gi"}, "connections"),
+    ("mlflow_server", {**SERVER, "mlflow_server_database_max_connections": 20}, "mlflow_server_database_max_connections"),
+    ("mlflow_server", {**SERVER, "mlflow_server_memory_limit": "256Mi"}, "mlflow_server_memory_limit"),
+    ("mlflow_server", {**SERVER, "mlflow_server_cpu_limit": "lots"}, "not a Kubernetes CPU quantity"),
+    ("mlflow_server", {**SERVER, "mlflow_server_memory_limit": "a lot"}, "not a Kubernetes memory quantity"),
+    ("model_serving", {}, "model_serving_image"),
+    ("model_serving", {**SERVING, "model_serving_models": "iris"}, "model_serving_models"),
+    ("model_serving", {**SERVING, "model_serving_models": [{"model": "Iris", "alias": "a"}]}, "name"),
+    ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "alias": "a"}]}, "model"),
+    ("model_serving", {**SERVING, "model_serving_models": [{"name": "Iris_Model", "model": "I", "alias": "a"}]},
+     "DNS label"),
+    ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "model": "I"}]}, "exactly one of alias and version"),
+    ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "model": "I", "alias": "a", "version": 2}]},
+     "exactly one of alias and version"),
+    ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "model": "I", "version": "two"}]}, "version"),
+    ("model_serving", {**SERVING, "model_serving_models": [{"name": "a", "model": "I", "alias": "x"},
+                                                           {"name": "a", "model": "J", "alias": "x"}]}, "unique"),
+    ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "model": "I", "alias": "x",
+                                                            "min_replicas": 4, "max_replicas": 2}]}, "min_replicas"),
+    ("model_serving", {**SERVING, "model_serving_default_replicas": "many"}, "model_serving_default_replicas"),
+    ("model_serving", SERVING, "127.0.0.1:1"),  # unreachable registry: clear failure before any object exists
+]
+
+MODULE_CASES = [
+    ("k8s_object_set", {"definitions": []}, "name"),
+    ("k8s_object_set", {"name": "x", "definitions": [{"kind": "ConfigMap", "metadata": {"name": "c"}}]}, "apiVersion"),
+    ("k8s_object_set", {"name": "x", "definitions": [{"apiVersion": "v1", "kind": "ConfigMap"}]}, "metadata.name"),
+    ("k8s_object_set", {"name": "x", "state": "gone"}, "state"),
+    ("k8s_object_set", {"name": "x", "kubeconfig": "/nonexistent/kubeconfig"}, "/nonexistent/kubeconfig"),
+    ("mlflow_model_alias", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "latest", "version": 1}, "latest"),
+    ("mlflow_model_alias", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "v3", "version": 1}, "v3"),
+    ("mlflow_model_alias", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "a", "version": 0}, "version"),
+    ("mlflow_model_alias", {"tracking_uri": "ftp://x", "name": "m", "alias": "a", "version": 1}, "tracking_uri"),
+    ("mlflow_model_version_info", {"tracking_uri": "http://127.0.0.1:1", "name": "m"}, "alias"),
+    ("mlflow_model_version_info", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "a", "version": 1}, "alias"),
+]
+
+
+def namespace_exists(name: str) -> bool:
+    return subprocess.run(["kubectl", "get", "namespace", name], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("role, variables, expected", ROLE_CASES,
+                         ids=[f"{c[0]}-{next(_ids)}" for c in ROLE_CASES])
+def test_bad_role_variables_fail_clearly_before_any_change(kubeconfig, role, variables, expected):
+    namespace = f"bad-input-{role.replace('_', '-')}"
+    ns_var = {"mlflow_server": "mlflow_server_namespace", "model_serving": "model_serving_namespace"}[role]
+    result = run_playbook("tests/integration/reliability/bad_input.yml",
+                          {"bad_role": role, ns_var: namespace, **variables}, timeout=300)
+    assert result.rc != 0, f"{role} accepted {json.dumps(variables)}"
+    assert expected in result.output, f"the failure does not mention {expected!r}:\n{result.output[-2500:]}"
+    assert "Traceback" not in result.output
+    assert not namespace_exists(namespace), f"{namespace} was created although the input was rejected"
+
+
+@pytest.mark.parametrize("module, args, expected", MODULE_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(MODULE_CASES)])
+def test_bad_module_arguments_fail_clearly(kubeconfig, module, args, expected):
+    result = run_playbook("tests/integration/reliability/bad_module.yml", {"bad_module": module, "bad_args": args},
+                          timeout=120)
+    assert result.rc != 0, f"{module} accepted {json.dumps(args)}"
+    assert expected in result.output, f"the failure does not mention {expected!r}:\n{result.output[-2500:]}"
+    assert "Traceback" not in result.output
