@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ..ansible_run import run_playbook
+from ..load import PredictionLoad
 
 HERE = Path(__file__).resolve().parent
 TRACKING = "http://127.0.0.1:30521"
@@ -94,40 +93,6 @@ def predict(url: str, frame) -> list:
         return json.loads(response.read())["predictions"]
 
 
-class Load:
-    """About `rate` prediction requests per second in the background, counting failures and answers."""
-
-    def __init__(self, url: str, frame, rate: int = 100) -> None:
-        self.url, self.frame, self.rate = url, frame, rate
-        self.sent = self.failed = 0
-        self.answers: list = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(4)]
-
-    def _run(self) -> None:
-        interval = len(self._threads) / self.rate
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.answers.append(predict(self.url, self.frame)[0])
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                self.failed += 1
-                self.errors.append(str(exc))
-            self.sent += 1
-            time.sleep(max(0.0, interval - (time.monotonic() - started)))
-
-    def __enter__(self):
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        for t in self._threads:
-            t.join()
-
-
 def test_serves_the_aliased_version_with_local_predictions(registry):
     result = serve(registry, [{"name": "iris", "model": registry["name"], "alias": "champion"}])
     assert result.rc == 0, result.output[-3000:]
@@ -144,7 +109,7 @@ def test_rerun_with_unmoved_alias_changes_nothing(registry):
 
 def test_promotion_under_load_drops_no_request(registry):
     url = service_url("iris")
-    with Load(url, registry["X"].head(1)) as load:
+    with PredictionLoad(url, registry["X"].head(1)) as load:
         time.sleep(3)
         result = run_playbook("playbooks/promote_model.yml", {
             "it_admin_password": registry["password"], "registered_model": registry["name"], "model_version": 2,
@@ -164,7 +129,7 @@ def test_promotion_under_load_drops_no_request(registry):
 
 def test_broken_version_is_refused_and_the_previous_keeps_serving(registry):
     url = service_url("iris")
-    with Load(url, registry["X"].head(1)) as load:
+    with PredictionLoad(url, registry["X"].head(1)) as load:
         result = run_playbook("playbooks/promote_model.yml", {
             "it_admin_password": registry["password"], "registered_model": registry["name"], "model_version": 3,
             "model_serving_namespace": "it-serving", "model_serving_tracking_uri": TRACKING,

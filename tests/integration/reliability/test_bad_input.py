@@ -92,7 +92,8 @@ def namespace_exists(name: str) -> bool:
 
 @pytest.mark.parametrize("role, variables, expected", ROLE_CASES,
                          ids=[f"{c[0]}-{next(_ids)}" for c in ROLE_CASES])
-def test_bad_role_variables_fail_clearly_before_any_change(kubeconfig, role, variables, expected):
+def test_bad_role_variables_fail_clearly_before_any_change(kubeconfig, tally, role, variables, expected):
+    tally["inputs"] += 1
     namespace = f"bad-input-{role.replace('_', '-')}"
     ns_var = {"mlflow_server": "mlflow_server_namespace", "model_serving": "model_serving_namespace"}[role]
     result = run_playbook("tests/integration/reliability/bad_input.yml",
@@ -105,7 +106,8 @@ def test_bad_role_variables_fail_clearly_before_any_change(kubeconfig, role, var
 
 @pytest.mark.parametrize("module, args, expected", MODULE_CASES,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(MODULE_CASES)])
-def test_bad_module_arguments_fail_clearly(kubeconfig, module, args, expected):
+def test_bad_module_arguments_fail_clearly(kubeconfig, tally, module, args, expected):
+    tally["inputs"] += 1
     result = run_playbook("tests/integration/reliability/bad_module.yml", {"bad_module": module, "bad_args": args},
                           timeout=120)
     assert result.rc != 0, f"{module} accepted {json.dumps(args)}"

@@ -1,0 +1,214 @@
+"""Faults, load and secret hygiene on the local cluster. Runs in file order; the cluster restart comes last.
+
+Figures (recovery times, requests) are printed and tallied into the suite's summary line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ..ansible_run import ROOT, run_playbook
+from ..load import PredictionLoad, TrackingLoad
+
+TRACKING = "http://127.0.0.1:30551"
+SERVER, SERVING = "tests/integration/reliability/server.yml", "tests/integration/reliability/serving.yml"
+
+
+def kubectl(*args: str, check: bool = True) -> str:
+    proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr}")
+    return proc.stdout
+
+
+def kubectl_json(*args: str) -> dict:
+    return json.loads(kubectl("get", "-o", "json", *args))
+
+
+def api_ok(password: str) -> bool:
+    """An authenticated call that needs the database."""
+    auth = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
+    req = urllib.request.Request(f"{TRACKING}/api/2.0/mlflow/experiments/search?max_results=1",
+                                 headers={"Authorization": auth})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_until(check, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def platform(kubeconfig):
+    result = run_playbook(SERVER)
+    assert result.rc == 0, result.output[-3000:]
+    password = base64.b64decode(kubectl_json("-n", "rel-mlflow", "secret", "mlflow-credentials")["data"]
+                                ["admin-password"]).decode()
+    os.environ.update(MLFLOW_TRACKING_URI=TRACKING, MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=password)
+    import mlflow
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(TRACKING)
+    name = f"rel-{uuid.uuid4().hex[:6]}"
+    mlflow.set_experiment(name)
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    for offset in (0, 10):
+        with mlflow.start_run() as run:
+            mlflow.sklearn.log_model(LogisticRegression(max_iter=500).fit(X, y + offset), name="model",
+                                     input_example=X.head(1), registered_model_name=name)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(name, "champion", 1)
+    models = [{"name": "rel", "model": name, "alias": "champion"}]
+    result = run_playbook(SERVING, {"rel_password": password, "rel_models": models})
+    assert result.rc == 0, result.output[-3000:]
+    ip = kubectl_json("-n", "rel-serving", "service", "rel")["spec"]["clusterIP"]
+    return {"password": password, "name": name, "client": client, "models": models, "X": X, "run_id": run.info.run_id,
+            "predict_url": f"http://{ip}/invocations"}
+
+
+def test_server_rollout_and_model_promotion_under_load_drop_nothing(platform, tally):
+    with TrackingLoad(TRACKING, platform["password"], platform["run_id"]) as tracking, \
+            PredictionLoad(platform["predict_url"], platform["X"].head(1)) as predictions:
+        time.sleep(2)
+        rollout = run_playbook(SERVER, {"rel_extra_env": {"MLPLATFORM_ROLLOUT_MARK": str(time.time_ns())}})
+        platform["client"].set_registered_model_alias(platform["name"], "champion", 2)
+        promotion = run_playbook(SERVING, {"rel_password": platform["password"], "rel_models": platform["models"]})
+        time.sleep(2)
+    tally["requests"] += tracking.sent + predictions.sent
+    tally["failed_requests"] += tracking.failed + predictions.failed
+    print(f"rollout+promotion: tracking {tracking.sent} sent/{tracking.failed} failed, "
+          f"predictions {predictions.sent} sent/{predictions.failed} failed")
+    assert rollout.rc == 0 and rollout.changed > 0, rollout.output[-3000:]
+    assert promotion.rc == 0, promotion.output[-3000:]
+    assert tracking.failed == 0, tracking.errors[:5]
+    assert predictions.failed == 0, predictions.errors[:5]
+    assert predictions.answers[-1] >= 10, "v2 is not answering after the promotion"
+
+
+def test_database_pod_killed_server_recovers_without_intervention(platform, tally):
+    tally["faults"] += 1
+    kubectl("-n", "rel-mlflow", "delete", "pod", "mlflow-db-0", "--grace-period=0", "--force")
+    wait_until(lambda: not api_ok(platform["password"]), 30, "the outage to show")
+    seconds = wait_until(lambda: api_ok(platform["password"]), 300, "the server to answer again")
+    print(f"database pod killed: tracking API answered again after {seconds:.1f} s")
+    deployment = kubectl_json("-n", "rel-mlflow", "deployment", "mlflow")
+    assert deployment["status"].get("readyReplicas") == 2
+
+
+def test_migration_killed_midway_then_rerun_succeeds(platform, tally):
+    """Kill both the upgrade Job's pod and the ansible-playbook that waits for it; the next run converges."""
+    tally["faults"] += 1
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    extra = json.dumps({"rel_image": "docker.io/mlplatform/mlflow:3.17.2",
+                        "mlflow_server_migration_timeout": 900, "rel_extra_env": {"MARK": "migration-fault"}})
+    # A different artifact prefix makes a new upgrade Job (its name hashes what it migrates and checks).
+    run = subprocess.Popen(["ansible-playbook", "-i", str(ROOT / "tests/integration/inventory.yml"), str(ROOT / SERVER),
+                            "-e", extra, "-e", "mlflow_server_artifacts_destination=gs://rel-artifacts/y"],
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+
+    def upgrade_pod_running() -> str | None:
+        pods = kubectl_json("-n", "rel-mlflow", "pods", "-l", "app.kubernetes.io/component=upgrade")["items"]
+        running = [p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"]
+        return running[0] if running else None
+
+    wait_until(lambda: upgrade_pod_running() is not None, 180, "the new upgrade Job's pod to run")
+    kubectl("-n", "rel-mlflow", "delete", "pod", upgrade_pod_running(), "--grace-period=0", "--force")
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    platform["server_vars"] = {"mlflow_server_artifacts_destination": "gs://rel-artifacts/y",
+                               "rel_extra_env": {"MARK": "migration-fault"}}
+    rerun = run_playbook(SERVER, platform["server_vars"])
+    assert rerun.rc == 0, rerun.output[-3000:]
+    assert api_ok(platform["password"])
+
+
+def test_tracking_server_unreachable_during_serving_converge_fails_clearly_and_changes_nothing(platform, tally):
+    tally["faults"] += 1
+    before = kubectl_json("-n", "rel-serving", "deployment", "rel")
+    result = run_playbook(SERVING, {"rel_password": platform["password"], "rel_models": platform["models"],
+                                    "rel_tracking_uri": "http://127.0.0.1:9"})
+    assert result.rc != 0
+    assert "127.0.0.1:9" in result.output and "Traceback" not in result.output
+    after = kubectl_json("-n", "rel-serving", "deployment", "rel")
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
+
+
+def test_no_secret_value_leaks_into_output_argv_configmaps_annotations_or_events(platform, tally):
+    extra = json.dumps(platform.get("server_vars", {}))
+    verbose = subprocess.run(["ansible-playbook", "-vvv", "-i", str(ROOT / "tests/integration/inventory.yml"),
+                              str(ROOT / SERVER), "--diff", "-e", extra], cwd=ROOT, capture_output=True, text=True,
+                             env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})
+    assert verbose.returncode == 0, verbose.stdout[-2000:]
+    secrets = kubectl_json("-n", "rel-mlflow", "secret", "mlflow-credentials")["data"]
+    values = {base64.b64decode(v).decode() for k, v in secrets.items()
+              if k in ("database-password", "admin-password", "flask-secret-key")}
+    places = {
+        "ansible -vvv output": verbose.stdout + verbose.stderr,
+        "pods (argv, env, annotations)": kubectl("get", "pods", "-A", "-o", "json"),
+        "deployments, statefulsets, jobs": kubectl("get", "deployments,statefulsets,jobs", "-A", "-o", "json"),
+        "configmaps": kubectl("get", "configmaps", "-A", "-o", "json"),
+        "events": kubectl("get", "events", "-A", "-o", "json"),
+    }
+    leaks = [f"{place}" for place, text in places.items() for value in values if value and value in text]
+    tally["secret_leaks"] += len(leaks)
+    assert not leaks, f"secret values found in: {leaks}"
+
+
+def test_namespaces_enforce_restricted_pod_security_and_auth_guards_the_api(platform):
+    for ns in ("rel-mlflow", "rel-serving"):
+        labels = kubectl_json("namespace", ns)["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    req = urllib.request.Request(f"{TRACKING}/api/2.0/mlflow/experiments/search?max_results=1")
+    with pytest.raises(urllib.error.HTTPError) as unauthenticated:
+        urllib.request.urlopen(req, timeout=5)
+    assert unauthenticated.value.code == 401
+    auth = "Basic " + base64.b64encode(f"admin:{platform['password']}".encode()).decode()
+    foreign = urllib.request.Request(f"{TRACKING}/api/2.0/mlflow/experiments/search?max_results=1",
+                                     headers={"Authorization": auth, "Host": "attacker.example"})
+    with pytest.raises(urllib.error.HTTPError) as rebinding:
+        urllib.request.urlopen(foreign, timeout=5)
+    assert rebinding.value.code == 403
+
+
+def test_whole_cluster_stopped_and_started_comes_back_healthy(platform, tally):
+    tally["faults"] += 1
+    cluster = str(Path(ROOT) / "cluster" / "cluster.sh")
+    subprocess.run([cluster, "down"], check=True, capture_output=True, timeout=600)
+    assert subprocess.run([cluster, "status"], capture_output=True).returncode == 3
+    start = time.monotonic()
+    subprocess.run([cluster, "up"], check=True, capture_output=True, timeout=1800)
+    seconds = wait_until(lambda: api_ok(platform["password"]), 600, "the tracking server after the restart")
+    frame = platform["X"].head(1)
+    predict = PredictionLoad(platform["predict_url"], frame)
+    seconds_predict = wait_until(lambda: _predicts(predict), 600, "the served model after the restart")
+    print(f"cluster restart: tracking API back {time.monotonic() - start:.0f} s after `up` began "
+          f"(API {seconds:.0f} s after up returned), predictions after {seconds_predict:.0f} s more")
+
+
+def _predicts(load: PredictionLoad) -> bool:
+    try:
+        return load.request() >= 10
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        return False
