@@ -57,6 +57,7 @@ remove_guards() {
 }
 
 # --- supervised processes: each runs in its own session, restarted when it exits --------------------------
+any_running() { local c; for c in $COMPONENTS; do pid_of "$c" >/dev/null && return 0; done; return 1; }
 pid_of() { local f=$RUN/$1.pid; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
 start() { # name command...
   local name=$1; shift
@@ -273,6 +274,12 @@ cmd_up() {
   [ "$(id -u)" = 0 ] || die "must run as root"
   mkdir -p "$STATE" "$RUN" "$LOGS"
   install_guards
+  if ! any_running && [ -d "$STATE/containerd" ]; then
+    # Everything was stopped without `down` (a killed session, a reboot): clear what the dead processes left
+    # (mounts, network namespaces, the bridge, cgroups, the kubelet's rules) before starting on the same data.
+    log "no component running: cleaning what an unclean stop left behind"
+    cleanup_host
+  fi
   "$CLUSTER_DIR/build.sh"
   "$CLUSTER_DIR/images.sh" build
   ip=$(node_ip)

@@ -44,7 +44,7 @@ options:
   prune_kinds:
     description:
       - Kinds, as C(apiVersion/Kind), searched for objects to prune. Kinds the cluster does not serve are skipped.
-      - PersistentVolumeClaims are deliberately absent from the default: they hold data.
+      - PersistentVolumeClaims are deliberately absent from the default, because they hold data.
     type: list
     elements: str
   field_manager:

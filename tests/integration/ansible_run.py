@@ -19,6 +19,11 @@ class PlaybookResult:
     output: str
 
     @property
+    def text(self) -> str:
+        """The output with every run of whitespace made one space (callbacks wrap long messages)."""
+        return " ".join(self.output.split())
+
+    @property
     def changed(self) -> int:
         match = re.search(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", self.output)
         assert match, f"no play recap in the output:\n{self.output[-3000:]}"
