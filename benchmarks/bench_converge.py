@@ -14,7 +14,7 @@ from common import kubectl, kubectl_json, run_playbook, save, timed
 
 ROLE_NS, KUBECTL_NS = "bench-role", "bench-kubectl"
 PLAYBOOK = "benchmarks/converge.yml"
-KINDS = "secrets,configmaps,services,statefulsets,deployments,networkpolicies,persistentvolumeclaims"
+KINDS = "serviceaccounts,secrets,configmaps,services,statefulsets,deployments,networkpolicies,persistentvolumeclaims"
 
 
 def role_converge() -> float:

@@ -59,14 +59,16 @@ def baseline(name: str) -> None:
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "baseline", "namespace": SERVING_NS},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "baseline"}}, "template": {
             "metadata": {"labels": {"app": "baseline"}},
-            "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+            "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
+                                         "seccompProfile": {"type": "RuntimeDefault"}},
                      "containers": [{
                          "name": "model", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
                          "command": ["mlflow", "models", "serve", "-m", f"models:/{name}/1", "--env-manager", "local",
                                      "-h", "0.0.0.0", "-p", "8080"],
                          "envFrom": [{"secretRef": {"name": "model-serving-tracking"}}],
                          "env": [{"name": "HOME", "value": "/tmp"}],
-                         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+                         "resources": {"requests": {"cpu": "1", "memory": "1Gi"},
+                                       "limits": {"cpu": "1", "memory": "1Gi"}},
                          "readinessProbe": {"httpGet": {"path": "/ping", "port": 8080}, "periodSeconds": 2},
                          "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                              "capabilities": {"drop": ["ALL"]}},

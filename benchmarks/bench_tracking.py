@@ -69,8 +69,8 @@ def main() -> None:
         time.sleep(10)  # let start-up work settle before reading memory
         idle = pod_memory_mib(variant["ns"], "app.kubernetes.io/component=server")
         measured = load(f"http://127.0.0.1:{variant['port']}", password)
-        results[name] = {**measured, "memory_idle_mib": round(idle),
-                         "memory_after_load_mib": round(pod_memory_mib(variant["ns"], "app.kubernetes.io/component=server"))}
+        after_load = pod_memory_mib(variant["ns"], "app.kubernetes.io/component=server")
+        results[name] = {**measured, "memory_idle_mib": round(idle), "memory_after_load_mib": round(after_load)}
         print(name, json.dumps(results[name]))
         kubectl("delete", "namespace", variant["ns"], "--wait=false")
     save("tracking", {"duration_s": DURATION, "threads": THREADS, "cpu_limit": "1", **results})

@@ -18,7 +18,7 @@ from ansible_run import run_playbook  # noqa: E402
 
 
 def kubectl(*args: str, input: str | None = None, check: bool = True) -> str:
-    proc = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True)
+    proc = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr}")
     return proc.stdout
