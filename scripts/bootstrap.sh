@@ -13,7 +13,9 @@ find_python() {
   local candidate
   for candidate in "${MLP_PYTHON:-}" python3.13 python3.12 \
       "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python python3; do
-    [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1 || continue
+    if [ -z "$candidate" ] || ! command -v "$candidate" >/dev/null 2>&1; then
+      continue
+    fi
     if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
       command -v "$candidate"; return 0
     fi
@@ -27,7 +29,7 @@ install_debian_packages() {
   local missing
   missing=$(for p in $APT_PACKAGES; do dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || echo "$p"; done)
   [ -z "$missing" ] && return 0
-  log "installing Debian packages: $(echo $missing)"
+  log "installing Debian packages: ${missing//$'\n'/ }"
   apt-get update -qq
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null

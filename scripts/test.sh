@@ -3,7 +3,7 @@
 # runs only those stages. Ends with one summary line and exits non-zero when anything failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 . scripts/env.sh
 REPORTS=$ROOT/.cache/reports
 rm -rf "$REPORTS" && mkdir -p "$REPORTS"
@@ -39,7 +39,7 @@ stage_sanity() {
   cache=${MLP_CACHE:-/var/cache/mlplatform}/ansible-test/$core
   mkdir -p "$cache" || return 1
   (
-    # One run at a time on this machine: the copy and the cache are shared by every run.
+    # One run at a time: the cache is shared by every checkout on this machine, the copy by every run in this one.
     flock 9 || exit 1
     # Each of those virtualenvs gets pip from get-pip.py, which ansible-test downloads from
     # ci-files.testing.ansible.com, a host this machine cannot reach. A stand-in sits where ansible-test caches that
@@ -49,7 +49,7 @@ stage_sanity() {
 from ansible_test._internal.python_requirements import get_venv_packages
 print(get_venv_packages(types.SimpleNamespace(version=sys.argv[1]))["pip"])' "$python") || exit 1
     shim=$cache/home/.ansible/test/cache/get_pip_${pip_version//./_}.py
-    if [ ! -f "$shim" ]; then
+    if [ ! -f "$shim" ] || [ ! -f "$wheels/pip-$pip_version-py3-none-any.whl" ]; then
       mkdir -p "$wheels" "$(dirname "$shim")" || exit 1
       python -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: -d "$wheels" \
         "pip==$pip_version" || exit 1
@@ -76,9 +76,9 @@ EOF
     git ls-files -z --cached --others --exclude-standard \
       | rsync -a --from0 --files-from=- --ignore-missing-args "$ROOT/" "$tree/" || exit 1
     git -C "$tree" init -q || exit 1
-    # --python: the project's interpreter, the one the modules run with on the control node; compile and import run
-    # on it. Left out, as they hold no Ansible content: cluster/ (the local cluster's build and lifecycle scripts),
-    # images/ (container build contexts) and benchmarks/. pslint finds no PowerShell and reports itself skipped.
+    # --python: the project's interpreter (scripts/bootstrap.sh's 3.12 or 3.13); compile and import run on it. Left
+    # out, as they hold no Ansible content: cluster/ (the local cluster's build and lifecycle scripts), images/
+    # (container build contexts) and benchmarks/. pslint finds no PowerShell to check and reports itself skipped.
     cd "$tree" && HOME=$cache/home PATH=$cache/shellcheck/bin:$PATH \
       ansible-test sanity --python "$python" --color no --exclude cluster/ --exclude images/ --exclude benchmarks/
   ) 9>"$cache/.lock"

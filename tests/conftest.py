@@ -20,8 +20,18 @@ def kubeconfig() -> str:
     """The cluster under test. A test that needs it and cannot reach it fails; it never skips."""
     path = os.environ.get("KUBECONFIG", DEFAULT_KUBECONFIG)
     probe = subprocess.run(["kubectl", "--kubeconfig", path, "get", "--raw", "/readyz"],
-                           capture_output=True, text=True, timeout=30)
+                           capture_output=True, text=True, timeout=30, check=False)
     if probe.returncode != 0 or probe.stdout.strip() != "ok":
         pytest.fail(f"the cluster at {path} is not reachable ({probe.stderr.strip()}); run `cluster/cluster.sh up`")
     os.environ["KUBECONFIG"] = path  # for kubectl and ansible-playbook started by the tests
     return path
+
+
+@pytest.fixture(scope="module")
+def namespaces_to_delete(kubeconfig):
+    """Namespaces a test module creates; deleted when the module ends so later tiers have the node's CPU."""
+    names: list[str] = []
+    yield names
+    if names:
+        subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "delete", "namespace", *names, "--wait=true",
+                        "--timeout=300s", "--ignore-not-found"], capture_output=True, text=True, check=False)

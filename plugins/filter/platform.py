@@ -9,7 +9,6 @@ from urllib.parse import quote
 
 from ansible.errors import AnsibleFilterError
 
-
 _CPU = re.compile(r"^(\d+(?:\.\d+)?)(m?)$")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _MEMORY_FACTORS = {None: 1 / 2**20, "Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024**2,
@@ -75,8 +74,8 @@ def rollout_complete(deployment: dict) -> bool:
 def restorable(obj: dict) -> dict:
     """A live object reduced to what re-applying it needs (for rolling back to it)."""
     meta = obj.get("metadata", {})
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if k not in ("deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration")}
+    dropped = ("deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration")
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in dropped}
     restored = {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
                 "metadata": {"name": meta["name"], "labels": meta.get("labels") or {}}, "spec": obj.get("spec", {})}
     if meta.get("namespace"):

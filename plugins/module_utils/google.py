@@ -318,7 +318,7 @@ def check_member(member: str) -> str | None:
         return None
     if member.startswith(("principal://", "principalSet://")):
         return None
-    kind, _, rest = member.partition(":")
+    kind, _sep, rest = member.partition(":")
     if kind == "serviceAccount" and rest.endswith("]"):
         if _WI_MEMBER.match(member):
             return None
@@ -430,7 +430,7 @@ def crc32c(data: bytes) -> int:
     crc = 0xFFFFFFFF
     for byte in data:
         crc ^= byte
-        for _ in range(8):
+        for _bit in range(8):
             crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
     return crc ^ 0xFFFFFFFF
 
@@ -659,7 +659,7 @@ class GoogleClient:
                         opts["service_account_file"], scopes=scopes
                     )
             else:
-                creds, _ = google.auth.default(scopes=scopes)
+                creds, _project = google.auth.default(scopes=scopes)
         except (ValueError, KeyError, OSError, google.auth.exceptions.GoogleAuthError) as exc:
             raise GoogleAuthError(f"cannot load Google credentials (auth_kind={kind}): {exc}") from exc
         target = opts.get("impersonate_service_account")

@@ -177,7 +177,7 @@ def list_set(client: DynamicClient, set_name: str, namespace: str | None,
     """Every object of the given kinds that carries the set label (kinds the cluster lacks are skipped)."""
     found = []
     for kind_ref in kinds:
-        api_version, _, kind = kind_ref.rpartition("/")
+        api_version, _sep, kind = kind_ref.rpartition("/")
         resource = _resource(client, api_version, kind)
         if resource is None:
             continue

@@ -477,7 +477,10 @@ class MlflowClient:
     ) -> MlflowError:
         hint = ""
         if isinstance(reason, ssl.SSLCertVerificationError):
-            hint = " Set ca_path to the CA bundle that signed the server certificate (or validate_certs: false for tests)."
+            hint = (
+                " Set ca_path to the CA bundle that signed the server certificate"
+                " (or validate_certs: false for tests)."
+            )
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         return MlflowConnectionError(
             f"cannot reach MLflow at {self.base_url} for {resource}{tries}: {reason}.{hint}",

@@ -96,11 +96,11 @@ changed_objects:
   elements: str
 """
 
-import os  # noqa: E402
+import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s  # noqa: E402
+from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s
 
 try:
     import yaml

@@ -115,7 +115,9 @@ class Api:
 
 
 class Contract:
-    def __init__(self, apis: t.Mapping[str, str] = APIS) -> None:
+    def __init__(self, apis: t.Mapping[str, str] | None = None) -> None:
+        if apis is None:
+            apis = APIS
         self.apis = {name: Api(name, version) for name, version in apis.items()}
 
     # ---- routing

@@ -5,7 +5,7 @@ from __future__ import annotations
 _TABLE = []
 for _i in range(256):
     _c = _i
-    for _ in range(8):
+    for _bit in range(8):
         _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
     _TABLE.append(_c)
 

@@ -230,7 +230,7 @@ class FakeGoogle:
     def _api(
         self, verb: str, path: str, query: dict[str, list[str]], headers: dict[str, str], raw: bytes
     ) -> tuple[int, t.Any, dict]:
-        api, _, rest = path.lstrip("/").partition("/")
+        api, _sep, rest = path.lstrip("/").partition("/")
         rest = unquote(rest)
         auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
         token = auth[7:] if auth.startswith("Bearer ") else ""

@@ -671,7 +671,7 @@ def iam_sa_create(st: State, r: Req) -> Response:
 
 
 def _sa_or_404(st: State, r: Req, key: str = "name", delay: float | None = None) -> tuple[str | None, Response | None]:
-    _, email = _sa_ref(st, r.path_params[key])
+    email = _sa_ref(st, r.path_params[key])[1]
     if email is None or not st.sa_visible(email, st.sa_get_delay if delay is None else delay):
         return None, error(404, f"Unknown service account {r.path_params[key]}.", "NOT_FOUND")
     return email, None

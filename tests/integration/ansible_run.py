@@ -30,8 +30,9 @@ class PlaybookResult:
         return int(match.group(1))
 
 
-def run_playbook(playbook: str | Path, extra_vars: dict | None = None, inventory: str = "tests/integration/inventory.yml",
-                 check: bool = False, timeout: int = 1200) -> PlaybookResult:
+def run_playbook(playbook: str | Path, extra_vars: dict | None = None,
+                 inventory: str = "tests/integration/inventory.yml", check: bool = False,
+                 timeout: int = 1200) -> PlaybookResult:
     args = ["ansible-playbook", "-i", str(ROOT / inventory), str(ROOT / playbook)]
     if check:
         args += ["--check", "--diff"]
@@ -40,7 +41,7 @@ def run_playbook(playbook: str | Path, extra_vars: dict | None = None, inventory
     args += ["-e", f"@{f.name}"]
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
     try:
-        proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     finally:
         os.unlink(f.name)
     return PlaybookResult(proc.returncode, proc.stdout + proc.stderr)

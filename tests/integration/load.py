@@ -20,7 +20,7 @@ class Load:
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self._threads = [threading.Thread(target=self._run, daemon=True) for index in range(threads)]
 
     def request(self):  # one request; returns the answer or raises
         raise NotImplementedError

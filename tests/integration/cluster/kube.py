@@ -12,9 +12,10 @@ class Kubectl:
     def __init__(self, kubeconfig: str) -> None:
         self.kubeconfig = kubeconfig
 
-    def run(self, *args: str, input: str | None = None, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    def run(self, *args: str, input: str | None = None, check: bool = True,
+            timeout: int = 300) -> subprocess.CompletedProcess:
         result = subprocess.run(["kubectl", "--kubeconfig", self.kubeconfig, *args], input=input,
-                                capture_output=True, text=True, timeout=timeout)
+                                capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
@@ -36,7 +37,7 @@ class Kubectl:
         ip = self.get("-n", namespace, "service", name)["spec"]["clusterIP"]
         deadline = time.time() + timeout
         while time.time() < deadline:
-            rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+            rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=False).stdout
             chain = next((line.split()[-1] for line in rules.splitlines()
                           if f"-d {ip}/32" in line and "KUBE-SVC" in line), None)
             if chain and any(line.startswith(f"-A {chain} ") and "KUBE-SEP" in line for line in rules.splitlines()):

@@ -81,8 +81,9 @@ def test_service_answers_from_a_pod_by_dns_name(kubectl, namespace, web, client_
     lookup = kubectl.run("-n", namespace, "exec", client_pod, "--", "nslookup",
                          f"web.{namespace}.svc.cluster.local").stdout
     assert web in lookup
+    request = "printf 'GET / HTTP/1.0\\r\\nHost: web\\r\\n\\r\\n'"
     reply = kubectl.run("-n", namespace, "exec", client_pod, "--", "sh", "-c",
-                        f"printf 'GET / HTTP/1.0\\r\\nHost: web\\r\\n\\r\\n' | nc -w 5 web.{namespace}.svc.cluster.local 80").stdout
+                        f"{request} | nc -w 5 web.{namespace}.svc.cluster.local 80").stdout
     assert reply.startswith("HTTP/1.0 200")
 
 
@@ -115,8 +116,8 @@ def _guard_drops() -> int:
 def test_pod_traffic_to_outside_the_machine_is_dropped_by_the_guard(kubectl, namespace, client_pod):
     before = _guard_drops()
     # 192.0.2.1 is the machine's gateway (TEST-NET-1): the nearest address outside the machine.
-    gateway = re.search(r"default via (\S+)", subprocess.run(["ip", "-4", "route"], capture_output=True,
-                                                                text=True).stdout).group(1)
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=False).stdout
+    gateway = re.search(r"default via (\S+)", routes).group(1)
     result = kubectl.run("-n", namespace, "exec", client_pod, "--", "sh", "-c",
                          f"printf 'x' | nc -w 3 {gateway} 80", check=False)
     assert result.returncode != 0, "a pod reached an address outside the machine"

@@ -18,12 +18,13 @@ import typing as t
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from gcp_storage_emulator import (
+    server as emulator,  # a real dependency: requirements.txt pins it
+)
+
 from ansible_collections.mlplatform.mlflow.plugins.modules import (
     gcp_iam_member,
     gcp_storage_bucket,
-)
-from gcp_storage_emulator import (
-    server as emulator,  # a real dependency: requirements.txt pins it
 )
 
 BUCKET = {

@@ -26,7 +26,7 @@ def members(fake: FakeGoogle, key: str, role: str) -> list[str]:
 
 def assert_staging_converged(fake: FakeGoogle) -> None:
     st = fake.state
-    assert {svc for (_, svc), state in st.services.items() if state == "ENABLED"} >= {
+    assert {svc for (project, svc), state in st.services.items() if state == "ENABLED"} >= {
         "sqladmin.googleapis.com",
         "iam.googleapis.com",
     }
@@ -113,7 +113,7 @@ def test_existing_mysql_instance_only_database_and_user(playbook, fake):
     fake.state.lro_polls = 0
     from gcp_fake import services
 
-    status, _ = services.sql_instance_insert(
+    status, _body = services.sql_instance_insert(
         fake.state,
         services.Req(
             "sql.instances.insert", "POST", {"project": "mlp-staging"}, {},

@@ -81,7 +81,7 @@ def test_artifacts_land_in_the_bucket(logged):
     deployment = kubectl_json("deployment", "mlflow")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     destination = next(a.split("=", 1)[1] for a in args if a.startswith("--artifacts-destination="))
-    bucket, _, prefix = destination[len("gs://"):].partition("/")
+    bucket, _sep, prefix = destination[len("gs://"):].partition("/")
     emulator = kubectl_json("service", "mlflow-gcs")["spec"]["clusterIP"]
     url = f"http://{emulator}:9023/storage/v1/b/{bucket}/o?prefix={prefix}"
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -116,7 +116,8 @@ def test_secrets_stay_out_of_argv_configmaps_and_annotations():
     secret = kubectl_json("secret", "mlflow-credentials")["data"]
     import base64
 
-    values = {base64.b64decode(v).decode() for k, v in secret.items() if k.endswith("password") or k == "flask-secret-key"}
+    values = {base64.b64decode(v).decode() for k, v in secret.items()
+              if k.endswith("password") or k == "flask-secret-key"}
     visible = json.dumps([kubectl_json("deployments"), kubectl_json("configmaps"), kubectl_json("jobs"),
                           kubectl_json("statefulsets"), kubectl_json("pods")])
     leaked = [v for v in values if v and v in visible]

@@ -29,7 +29,8 @@ def kubectl_json(*args: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def admin_password(kubeconfig):
+def admin_password(kubeconfig, namespaces_to_delete):
+    namespaces_to_delete.extend(["it-serving", "it-mlflow"])
     result = run_playbook("tests/integration/model_serving/server.yml")
     assert result.rc == 0, result.output[-3000:]
     import base64

@@ -26,8 +26,10 @@ ROLE_CASES = [
     ("mlflow_server", {**SERVER, "mlflow_server_image_pull_policy": "Sometimes"}, "mlflow_server_image_pull_policy"),
     ("mlflow_server", {**SERVER, "mlflow_server_ingress_tls": "letsencrypt"}, "mlflow_server_ingress_tls"),
     ("mlflow_server", {**SERVER, "mlflow_server_extra_allowed_hosts": {"a": 1}}, "mlflow_server_extra_allowed_hosts"),
-    ("mlflow_server", {**SERVER, "mlflow_server_service_account_annotations": ["x"]}, "mlflow_server_service_account_annotations"),
-    ("mlflow_server", {**SERVER, "mlflow_server_auth_default_permission": "ALL"}, "mlflow_server_auth_default_permission"),
+    ("mlflow_server", {**SERVER, "mlflow_server_service_account_annotations": ["x"]},
+     "mlflow_server_service_account_annotations"),
+    ("mlflow_server", {**SERVER, "mlflow_server_auth_default_permission": "ALL"},
+     "mlflow_server_auth_default_permission"),
     ("mlflow_server", {**SERVER, "mlflow_server_database_mode": "external"}, "mlflow_server_database_host"),
     ("mlflow_server", {**SERVER, "mlflow_server_database_mode": "cloudsql"}, "PROJECT:REGION:INSTANCE"),
     ("mlflow_server", {**SERVER, "mlflow_server_database_mode": "cloudsql",
@@ -37,7 +39,8 @@ ROLE_CASES = [
     ("mlflow_server", {**SERVER, "mlflow_server_artifacts_destination": "gs://a"}, "gs://a"),
     ("mlflow_server", {**SERVER, "mlflow_server_gcs_emulator_enabled": True}, "mlflow_server_gcs_emulator_enabled"),
     ("mlflow_server", {**SERVER, "mlflow_server_replicas": 3}, "shared gs:// artifact store"),
-    ("mlflow_server", {**SERVER, "mlflow_server_artifacts_destination": "gs://bucket/p", "mlflow_server_hpa_enabled": True,
+    ("mlflow_server", {**SERVER, "mlflow_server_artifacts_destination": "gs://bucket/p",
+                       "mlflow_server_hpa_enabled": True,
                        "mlflow_server_hpa_min_replicas": 5, "mlflow_server_hpa_max_replicas": 2},
      "mlflow_server_hpa_min_replicas"),
     ("mlflow_server", {**SERVER, "mlflow_server_ingress_enabled": True}, "mlflow_server_ingress_host"),
@@ -47,7 +50,8 @@ ROLE_CASES = [
     ("mlflow_server", {**SERVER, "mlflow_server_database_engine": "mysql"}, "mlflow/mlflow#9642"),
     ("mlflow_server", {**SERVER, "mlflow_server_artifacts_destination": "gs://bucket/p", "mlflow_server_replicas": 10,
                        "mlflow_server_cpu_limit": "4", "mlflow_server_memory_limit": "8Gi"}, "connections"),
-    ("mlflow_server", {**SERVER, "mlflow_server_database_max_connections": 20}, "mlflow_server_database_max_connections"),
+    ("mlflow_server", {**SERVER, "mlflow_server_database_max_connections": 20},
+     "mlflow_server_database_max_connections"),
     ("mlflow_server", {**SERVER, "mlflow_server_memory_limit": "256Mi"}, "mlflow_server_memory_limit"),
     ("mlflow_server", {**SERVER, "mlflow_server_cpu_limit": "lots"}, "not a Kubernetes CPU quantity"),
     ("mlflow_server", {**SERVER, "mlflow_server_memory_limit": "a lot"}, "not a Kubernetes memory quantity"),
@@ -57,10 +61,12 @@ ROLE_CASES = [
     ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "alias": "a"}]}, "model"),
     ("model_serving", {**SERVING, "model_serving_models": [{"name": "Iris_Model", "model": "I", "alias": "a"}]},
      "DNS label"),
-    ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "model": "I"}]}, "exactly one of alias and version"),
+    ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "model": "I"}]},
+     "exactly one of alias and version"),
     ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "model": "I", "alias": "a", "version": 2}]},
      "exactly one of alias and version"),
-    ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "model": "I", "version": "two"}]}, "version"),
+    ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "model": "I", "version": "two"}]},
+     "version"),
     ("model_serving", {**SERVING, "model_serving_models": [{"name": "a", "model": "I", "alias": "x"},
                                                            {"name": "a", "model": "J", "alias": "x"}]}, "unique"),
     ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "model": "I", "alias": "x",
@@ -75,17 +81,19 @@ MODULE_CASES = [
     ("k8s_object_set", {"name": "x", "definitions": [{"apiVersion": "v1", "kind": "ConfigMap"}]}, "metadata.name"),
     ("k8s_object_set", {"name": "x", "state": "gone"}, "state"),
     ("k8s_object_set", {"name": "x", "kubeconfig": "/nonexistent/kubeconfig"}, "/nonexistent/kubeconfig"),
-    ("mlflow_model_alias", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "latest", "version": 1}, "latest"),
+    ("mlflow_model_alias", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "latest", "version": 1},
+     "latest"),
     ("mlflow_model_alias", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "v3", "version": 1}, "v3"),
     ("mlflow_model_alias", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "a", "version": 0}, "version"),
     ("mlflow_model_alias", {"tracking_uri": "ftp://x", "name": "m", "alias": "a", "version": 1}, "tracking_uri"),
     ("mlflow_model_version_info", {"tracking_uri": "http://127.0.0.1:1", "name": "m"}, "alias"),
-    ("mlflow_model_version_info", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "a", "version": 1}, "alias"),
+    ("mlflow_model_version_info", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "a", "version": 1},
+     "alias"),
 ]
 
 
 def namespace_exists(name: str) -> bool:
-    return subprocess.run(["kubectl", "get", "namespace", name], capture_output=True).returncode == 0
+    return subprocess.run(["kubectl", "get", "namespace", name], capture_output=True, check=False).returncode == 0
 
 
 @pytest.mark.parametrize("case", range(len(ROLE_CASES)), ids=[f"{c[0]}-{i}" for i, c in enumerate(ROLE_CASES)])
@@ -101,7 +109,7 @@ def test_bad_role_variables_fail_clearly_before_any_change(kubeconfig, tally, ca
     assert "Traceback" not in result.output
     created = namespace_exists(namespace)
     if created:
-        subprocess.run(["kubectl", "delete", "namespace", namespace, "--wait=false"], capture_output=True)
+        subprocess.run(["kubectl", "delete", "namespace", namespace, "--wait=false"], capture_output=True, check=False)
     assert not created, f"{namespace} was created although the input was rejected"
 
 

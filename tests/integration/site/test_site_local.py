@@ -9,7 +9,8 @@ import urllib.request
 from ..ansible_run import run_playbook
 
 
-def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig):
+def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, namespaces_to_delete):
+    namespaces_to_delete.extend(["mlflow-serving", "mlflow"])
     first = run_playbook("playbooks/site.yml", inventory="inventories/local")
     assert first.rc == 0, first.output[-4000:]
     second = run_playbook("playbooks/site.yml", inventory="inventories/local")

@@ -137,7 +137,7 @@ def test_sql_operation_in_progress(fake):
     assert busy.status_code == 409 and busy.json()["error"]["errors"][0]["reason"] == "operationInProgress"
     statuses = [
         call(fake, "GET", f"/sqladmin/v1/projects/mlp-staging/operations/{op['name']}").json()["status"]
-        for _ in range(2)
+        for poll in range(2)
     ]
     assert statuses == ["RUNNING", "DONE"]
     inst = call(fake, "GET", "/sqladmin/v1/projects/mlp-staging/instances/db1").json()

@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+
 from ansible_collections.mlplatform.mlflow.plugins.module_utils import google as g
 
 # ----------------------------------------------------------------------------------------- validation
@@ -223,7 +224,7 @@ def test_policy_remove_drops_empty_binding():
         POLICY, "roles/storage.objectViewer", "serviceAccount:a@p.iam.gserviceaccount.com", present=False
     )
     assert changed and [b["role"] for b in new["bindings"]] == ["roles/storage.legacyBucketOwner"]
-    _, again = g.policy_with_member(
+    _policy, again = g.policy_with_member(
         new, "roles/storage.objectViewer", "serviceAccount:a@p.iam.gserviceaccount.com", present=False
     )
     assert not again

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from ansible_collections.mlplatform.mlflow.plugins.modules import (
     gcp_artifact_registry_repository,
     gcp_iam_member,
@@ -69,7 +70,7 @@ def converge(run_module, fake, module, args) -> tuple[dict, dict, dict]:
 # ------------------------------------------------------------------------------------- project service
 def test_project_service_enables_and_is_idempotent(run_module, fake_google):
     args = {"services": ["sqladmin.googleapis.com", "secretmanager.googleapis.com"]}
-    planned, first, _ = converge(run_module, fake_google, gcp_project_service, args)
+    planned, first = converge(run_module, fake_google, gcp_project_service, args)[:2]
     assert planned["enabled"] == args["services"]
     assert first["diff"]["after"] == dict.fromkeys(args["services"], "ENABLED")
     assert [op["status"] for op in first["operations"]] == ["DONE", "DONE"]
@@ -83,7 +84,7 @@ def test_project_service_rejects_bad_name_before_any_request(run_module, fake_go
 
 # --------------------------------------------------------------------------------------------- bucket
 def test_bucket_converges(run_module, fake_google):
-    _, first, _ = converge(run_module, fake_google, gcp_storage_bucket, BUCKET)
+    first = converge(run_module, fake_google, gcp_storage_bucket, BUCKET)[1]
     bucket = fake_google.state.buckets[BUCKET["name"]]
     assert bucket["location"] == "EUROPE-WEST1"
     assert bucket["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"] is True
@@ -157,7 +158,7 @@ def test_bucket_absent(run_module, fake_google):
 # ------------------------------------------------------------------------------------ artifact registry
 def test_repository_converges_and_updates_labels(run_module, fake_google):
     args = {"name": "mlflow", "location": "europe-west1", "description": "MLflow images", "labels": {"app": "mlflow"}}
-    _, first, _ = converge(run_module, fake_google, gcp_artifact_registry_repository, args)
+    first = converge(run_module, fake_google, gcp_artifact_registry_repository, args)[1]
     assert first["registry"] == "europe-west1-docker.pkg.dev/mlp-staging/mlflow"
     assert first["repository"]["format"] == "DOCKER"
     out = run_module(gcp_artifact_registry_repository, {**args, "immutable_tags": True, "labels": {"env": "staging"}})
@@ -239,7 +240,7 @@ def test_sql_database_and_user_409_adopt(run_module, fake_google):
 # ------------------------------------------------------------------------------------- service account
 def test_service_account_converges(run_module, fake_google):
     args = {"name": "mlflow-server", "display_name": "MLflow server"}
-    _, first, _ = converge(run_module, fake_google, gcp_service_account, args)
+    first = converge(run_module, fake_google, gcp_service_account, args)[1]
     assert first["email"] == SA
     out = run_module(gcp_service_account, {**args, "description": "runs the tracking server"})
     assert out["changed"] and out["diff"]["after"]["description"] == "runs the tracking server"
@@ -292,9 +293,9 @@ def test_permission_denied_names_permission_and_resource(run_module, fake_google
 
 # --------------------------------------------------------------------------------------------- secrets
 def test_secret_generated_once_never_returned(run_module, fake_google):
-    _, first, _ = converge(
+    first = converge(
         run_module, fake_google, gcp_secret, {"name": "mlflow-db-password", "labels": {"app": "mlflow"}}
-    )
+    )[1]
     key = "projects/123456789012/secrets/mlflow-db-password"
     assert first["secret"] == key and first["version"] == f"{key}/versions/1"
     value = fake_google.state.versions[key][0]["data"].decode()
@@ -345,7 +346,7 @@ def test_iam_member_each_resource_type(run_module, fake_google, resource_type, r
     run_module(gcp_storage_bucket, BUCKET)
     run_module(gcp_secret, {"name": "mlflow-db-password"})
     args = {"resource_type": resource_type, "resource": resource, "role": role, "member": member}
-    _, first, _ = converge(run_module, fake_google, gcp_iam_member, args)
+    first = converge(run_module, fake_google, gcp_iam_member, args)[1]
     assert member in first["members"] and first["diff"]["before"]["members"] == []
     removed = run_module(gcp_iam_member, {**args, "state": "absent"})
     assert removed["changed"] and member not in removed["members"]
@@ -492,7 +493,7 @@ def test_iam_member_bad_inputs_fail_before_any_request(run_module, fake_google, 
 
 # ----------------------------------------------------------------------------------------------- Cloud SQL
 def test_sql_instance_converges_with_visible_operations(run_module, fake_google):
-    _, first, _ = converge(run_module, fake_google, gcp_sql_instance, PG)
+    first = converge(run_module, fake_google, gcp_sql_instance, PG)[1]
     inst = fake_google.state.instances[("mlp-staging", "mlflow")]
     settings = inst["settings"]
     assert settings["edition"] == "ENTERPRISE", (
@@ -592,10 +593,10 @@ def test_sql_database_user_backup(run_module, fake_google):
     stored = fake_google.state.passwords[("mlp-staging", "mlflow", "mlflow", "")]
     assert stored == fake_google.state.versions["projects/123456789012/secrets/mlflow-db-password"][0]["data"].decode()
     iam = {"instance": "mlflow", "name": SA, "type": "CLOUD_IAM_SERVICE_ACCOUNT"}
-    _, first, _ = converge(run_module, fake_google, gcp_sql_user, iam)
+    first = converge(run_module, fake_google, gcp_sql_user, iam)[1]
     assert first["db_user"] == "mlflow-server@mlp-staging.iam"
     backup = {"instance": "mlflow", "description": "before-mlflow-3.17.2-migration"}
-    _, first, second = converge(run_module, fake_google, gcp_sql_backup, backup)
+    first, second = converge(run_module, fake_google, gcp_sql_backup, backup)[1:]
     assert first["backup_run"]["status"] == "SUCCESSFUL" and second["backup_run"]["id"] == first["backup_run"]["id"]
 
 

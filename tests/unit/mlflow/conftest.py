@@ -12,10 +12,11 @@ COLLECTIONS = str(Path(__file__).resolve().parents[3] / ".cache" / "collections"
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 
-from ansible_collections.mlplatform.mlflow.plugins.module_utils import (
+from mlflow_unit_fakes import FakeOpener  # noqa: E402 - after the sys.path set-up above
+
+from ansible_collections.mlplatform.mlflow.plugins.module_utils import (  # noqa: E402 - after the sys.path set-up above
     mlflow as mlflow_utils,
 )
-from mlflow_unit_fakes import FakeOpener
 
 
 @pytest.fixture

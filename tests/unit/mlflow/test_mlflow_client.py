@@ -8,8 +8,9 @@ import ssl
 import urllib.error
 
 import pytest
-from ansible_collections.mlplatform.mlflow.plugins.module_utils import mlflow as m
 from mlflow_unit_fakes import BASE, FakeOpener, http_error, mlflow_error, model_version
+
+from ansible_collections.mlplatform.mlflow.plugins.module_utils import mlflow as m
 
 
 def client(

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from ansible_collections.mlplatform.mlflow.plugins.modules import (
-    mlflow_model_version_info as mod,
-)
 from mlflow_unit_fakes import (
     BASE,
     FakeOpener,
@@ -14,6 +11,10 @@ from mlflow_unit_fakes import (
     model_version,
     registered_model,
     run_main,
+)
+
+from ansible_collections.mlplatform.mlflow.plugins.modules import (
+    mlflow_model_version_info as mod,
 )
 
 CONNECTION = {"tracking_uri": BASE, "username": "reader", "password": "reader-pass"}

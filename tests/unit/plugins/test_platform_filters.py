@@ -77,8 +77,8 @@ def test_restorable_keeps_spec_and_drops_server_fields():
                          "annotations": {"deployment.kubernetes.io/revision": "4", "keep": "1"}},
             "spec": {"replicas": 2}, "status": {"replicas": 2}}
     restored = platform.restorable(live)
-    assert restored == {"apiVersion": "apps/v1", "kind": "Deployment",
-                        "metadata": {"name": "m", "namespace": "ns", "labels": {"a": "b"}, "annotations": {"keep": "1"}},
+    expected_metadata = {"name": "m", "namespace": "ns", "labels": {"a": "b"}, "annotations": {"keep": "1"}}
+    assert restored == {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": expected_metadata,
                         "spec": {"replicas": 2}}
 
 
@@ -93,8 +93,8 @@ def test_serving_plan_marks_only_moved_versions_as_changed():
 
 
 def test_serving_plan_remembers_the_version_before_the_last_change():
-    served = [{"metadata": {"name": "iris", "annotations": {"mlplatform.mlflow/model-version": "2",
-                                                             "mlplatform.mlflow/previous-version": "1"}}}]
+    annotations = {"mlplatform.mlflow/model-version": "2", "mlplatform.mlflow/previous-version": "1"}
+    served = [{"metadata": {"name": "iris", "annotations": annotations}}]
     models = [{"name": "iris", "model": "Iris", "alias": "champion"}]
     defaults = {"cpu_limit": "1"}
     assert platform.serving_plan(models, [{"version": 2}], defaults, served)[0]["previous_version"] == "1"
