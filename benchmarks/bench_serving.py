@@ -47,7 +47,7 @@ def register(password: str) -> tuple[str, list]:
 
 
 def serve(name: str, password: str, workers: int) -> None:
-    models = [{"name": "ours", "model": name, "alias": "champion", "replicas": 1, "cpu_request": "1",
+    models = [{"name": "ours", "model": name, "alias": "champion", "replicas": 1, "cpu_request": "500m",
                "cpu_limit": "1", "memory_request": "1Gi", "memory_limit": "1Gi", "workers": workers}]
     result = run_playbook("benchmarks/serving_models.yml", {"bench_password": password, "bench_models": models})
     assert result.rc == 0, result.output[-3000:]
@@ -67,7 +67,7 @@ def baseline(name: str) -> None:
                                      "-h", "0.0.0.0", "-p", "8080"],
                          "envFrom": [{"secretRef": {"name": "model-serving-tracking"}}],
                          "env": [{"name": "HOME", "value": "/tmp"}],
-                         "resources": {"requests": {"cpu": "1", "memory": "1Gi"},
+                         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
                                        "limits": {"cpu": "1", "memory": "1Gi"}},
                          "readinessProbe": {"httpGet": {"path": "/ping", "port": 8080}, "periodSeconds": 2},
                          "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,

@@ -19,7 +19,8 @@ DURATION, THREADS = 20, 8
 VARIANTS = {
     "mlflow_defaults": {"ns": "bench-track-defaults", "port": 30541,
                         "vars": {"mlflow_server_workers": 4, "mlflow_server_job_execution_enabled": True,
-                                 "mlflow_server_memory_limit": "6Gi", "mlflow_server_memory_request": "1Gi"}},
+                                 "mlflow_server_memory_limit": "6Gi", "mlflow_server_memory_request": "1Gi",
+                                 "mlflow_server_auth_cache_ttl": 0}},
     "role_sizing": {"ns": "bench-track-role", "port": 30542, "vars": {}},
 }
 
