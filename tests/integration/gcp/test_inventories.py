@@ -26,10 +26,11 @@ def test_inventory_passes_check_mode_without_writing(fake, key_file, tmp_path, e
     extra_file = tmp_path / "extra.json"
     extra_file.write_text(json.dumps(extra))
     writes_before = len(fake.writes)
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(ROOT / "inventories" / environment),
-                           str(ROOT / "playbooks" / "site.yml"), "--check", "--diff", "--tags", "gcp,db,identity",
-                           "-e", f"@{extra_file}"], cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
-                          env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(ROOT / "inventories" / environment),
+               str(ROOT / "playbooks" / "site.yml"), "--check", "--diff", "--tags", "gcp,db,identity",
+               "-e", f"@{extra_file}"]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False, env=env)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert "changed=0" not in output.split("PLAY RECAP")[-1], "check mode from an empty project planned nothing"
