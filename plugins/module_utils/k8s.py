@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import time
 from typing import Any
 
 try:
@@ -193,7 +194,12 @@ def list_set(client: DynamicClient, set_name: str, namespace: str | None,
     return found
 
 
-def delete(client: DynamicClient, obj: dict[str, Any], dry_run: bool) -> None:
+def delete(client: DynamicClient, obj: dict[str, Any], dry_run: bool, timeout: float = 180) -> None:
+    """Delete with foreground propagation and wait until the object is gone.
+
+    Returning earlier would let a following apply of the same name land on the terminating object, which then
+    disappears (seen with serving candidates recreated right after their predecessor's removal).
+    """
     resource = _resource(client, obj["apiVersion"], obj["kind"])
     meta = obj["metadata"]
     body = {"propagationPolicy": "Foreground"}
@@ -205,6 +211,13 @@ def delete(client: DynamicClient, obj: dict[str, Any], dry_run: bool) -> None:
         return
     except Exception as exc:
         raise _api_error(exc, "deleting", object_ref(obj)) from exc
+    if dry_run:
+        return
+    deadline = time.monotonic() + timeout
+    while get(client, obj) is not None:
+        if time.monotonic() > deadline:
+            raise K8sError(f"{object_ref(obj)} was still terminating {timeout:.0f} s after its deletion")
+        time.sleep(0.5)
 
 
 def same_identity(a: dict[str, Any], b: dict[str, Any]) -> bool:
