@@ -420,4 +420,3 @@ def test_teardown_leaves_nothing_behind(client):
             break
         time.sleep(3)
     assert volumes == [], f"volumes of {NS} left behind: {volumes}"
-
