@@ -16,6 +16,8 @@ STORAGE_DIR=$STATE/volumes
 E=$STATE/etc
 P=$E/pki
 RUN=$STATE/run
+# The loopback registry tests run; public registry names resolve to it and never to the internet.
+LOCAL_REGISTRY=127.0.0.1:5000
 LOGS=$STATE/logs
 SOCK=$RUN/containerd/containerd.sock
 B=$BIN_DIR
@@ -112,7 +114,17 @@ oom_score = 0
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$E/cni"
+  # Per-registry hosts, read at each pull: every public registry name resolves to loopback, so a missing image is
+  # never pulled from outside the machine; tests add mirrors there (e.g. an Artifact Registry host).
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$E/certs.d"
 EOF
+  local registry
+  for registry in docker.io registry.k8s.io gcr.io; do
+    mkdir -p "$E/certs.d/$registry"
+    printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
+      "$LOCAL_REGISTRY" "$LOCAL_REGISTRY" > "$E/certs.d/$registry/hosts.toml"
+  done
   # ipMasq off: pod traffic is never NATed to the machine's address, so nothing from a pod can leave disguised.
   cat > "$E/cni/10-bridge.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "mlplatform", "plugins": [
