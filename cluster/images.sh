@@ -16,11 +16,15 @@
 # layer (debootstrap minbase + python3, python3-venv, ca-certificates and the security updates, from the Debian
 # mirror of the host's apt sources), cached as $IMAGE_DIR/base-bookworm-<key>.oci.tar.
 # pause and coredns are packed from the binaries cluster/build.sh leaves in $BIN_DIR, so they are built last.
+# cloud-sql-proxy (the Cloud SQL Auth Proxy v2, built from the Go module proxy into a cache keyed by its version) is
+# built only when named (`cluster/images.sh build cloud-sql-proxy`): only the Cloud SQL key test needs it.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 IMAGES_SRC=$(cd "$CLUSTER_DIR/../images" && pwd)
 ALL_IMAGES=(busybox gcs-emulator postgresql mariadb mlflow mlflow-3.16 pause coredns)
+OPTIONAL_IMAGES=(cloud-sql-proxy) # built and listed only when named
+CLOUD_SQL_PROXY_VERSION=v2.25.3  # v2.18.2 and older are not served by the Go module proxy (403)
 DEBIAN_SUITE=bookworm
 BASE_PACKAGES=(python3 python3-venv ca-certificates)
 BASE_REVISION=1 # bump to rebuild the base on purpose (e.g. to pick up newer security updates)
@@ -381,6 +385,32 @@ build_coredns() {
     --config.exposedports 53/udp --config.entrypoint /coredns
 }
 
+# The Cloud SQL Auth Proxy v2 from source: consumer module cluster/go/cloud-sql-proxy (committed go.mod/go.sum),
+# binary cached under $MLP_CACHE/bin/cloud-sql-proxy-<version>-<go version>; image as upstream's distroless one
+# (uid 65532, entrypoint /cloud-sql-proxy).
+cloud_sql_proxy_bin() { echo "$MLP_CACHE/bin/cloud-sql-proxy-$CLOUD_SQL_PROXY_VERSION-$GO_VERSION/cloud-sql-proxy"; }
+build_cloud_sql_proxy() {
+  local bin module=github.com/GoogleCloudPlatform/cloud-sql-proxy/v2
+  bin=$(cloud_sql_proxy_bin)
+  if [ ! -x "$bin" ]; then
+    mkdir -p "$(dirname "$bin")"
+    (
+      cd "$CLUSTER_DIR/go/cloud-sql-proxy"
+      grep -q "$module $CLOUD_SQL_PROXY_VERSION" go.mod || quiet nice -n 10 go get "$module@$CLOUD_SQL_PROXY_VERSION"
+      quiet nice -n 10 go build -trimpath -ldflags "-s -w" -o "$bin.tmp" "$module"
+    )
+    mv "$bin.tmp" "$bin"
+  fi
+  begin_scratch
+  install -m 0755 "$bin" "$R/cloud-sql-proxy"
+  mkdir -p "$R/etc/ssl/certs" "$R/tmp"
+  chmod 1777 "$R/tmp"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$R/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\n' >"$R/etc/group"
+  quiet "$R/cloud-sql-proxy" --version
+  commit_image --config.user 65532:65532 --config.workingdir / --config.entrypoint /cloud-sql-proxy
+}
+
 # ------------------------------------------------------------------------------------------ the definitions --
 
 # pin NAME FILE: the version pinned for NAME in a requirements file.
@@ -414,7 +444,11 @@ define() {
     coredns)
       REF=registry.k8s.io/coredns/coredns TAG=$COREDNS_VERSION BUILD=build_coredns USES_BASE=0 USES_BIN=1
       EXTRA="binaries from $(basename "$BIN_DIR")" ;;
-    *) die "unknown image '$1' (images: ${ALL_IMAGES[*]})" ;;
+    cloud-sql-proxy)
+      REF=gcr.io/cloud-sql-connectors/cloud-sql-proxy TAG=${CLOUD_SQL_PROXY_VERSION#v} BUILD=build_cloud_sql_proxy
+      USES_BASE=0
+      EXTRA="$GO_VERSION $(cat "$CLUSTER_DIR"/go/cloud-sql-proxy/go.{mod,sum} | sha256sum) $(declare -f cloud_sql_proxy_bin)" ;;
+    *) die "unknown image '$1' (images: ${ALL_IMAGES[*]} ${OPTIONAL_IMAGES[*]})" ;;
   esac
   [ -n "$TAG" ] || die "no version found for image $1"
   local f

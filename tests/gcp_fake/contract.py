@@ -33,6 +33,9 @@ APIS: dict[str, str] = {
     "sqladmin": "v1",
     "cloudresourcemanager": "v1",
 }
+# Older versions some clients still call, served under the same /<api>/ prefix (their paths differ): the Cloud SQL
+# connectors (cloud.google.com/go/cloudsqlconn, the Auth Proxy v2) call sqladmin v1beta4 (sql/v1beta4/...).
+EXTRA_VERSIONS: dict[str, tuple[str, ...]] = {"sqladmin": ("v1beta4",)}
 
 
 @dataclass
@@ -81,9 +84,10 @@ def _template_regex(template: str) -> tuple[re.Pattern[str], int]:
 
 
 class Api:
-    def __init__(self, name: str, version: str) -> None:
+    def __init__(self, name: str, version: str, key: str | None = None) -> None:
         self.name = name
         self.version = version
+        self.key = key or name  # the Contract.apis key: the name, or NAME@VERSION for an extra version
         self.doc = json.loads((DOCUMENTS / f"{name}.{version}.json").read_text())
         self.schemas: dict[str, dict] = self.doc.get("schemas", {})
         self.standard_params: dict[str, dict] = self.doc.get("parameters", {})
@@ -100,7 +104,7 @@ class Api:
                 self.methods.append(
                     Method(
                         id=m["id"],
-                        api=self.name,
+                        api=self.key,
                         http_method=m["httpMethod"],
                         path=logical,
                         regex=regex,
@@ -116,16 +120,22 @@ class Api:
 
 class Contract:
     def __init__(self, apis: t.Mapping[str, str] | None = None) -> None:
+        extra = EXTRA_VERSIONS if apis is None else {}
         if apis is None:
             apis = APIS
         self.apis = {name: Api(name, version) for name, version in apis.items()}
+        for name, versions in extra.items():
+            for version in versions:
+                self.apis[f"{name}@{version}"] = Api(name, version, key=f"{name}@{version}")
 
     # ---- routing
     def match(self, api_name: str, http_method: str, path: str) -> Match:
         api = self.apis.get(api_name)
         if api is None:
-            raise Violation(404, f"no API '{api_name}' is served here (known: {', '.join(sorted(self.apis))})")
-        candidates = [m for m in api.methods if m.regex.match(path)]
+            known = ", ".join(sorted({a.name for a in self.apis.values()}))
+            raise Violation(404, f"no API '{api_name}' is served here (known: {known})")
+        versions = [a for a in self.apis.values() if a.name == api_name]
+        candidates = [m for a in versions for m in a.methods if m.regex.match(path)]
         if not candidates:
             raise Violation(404, f"{http_method} /{path}: no method of {api_name} {api.version} has this path")
         same_verb = [m for m in candidates if m.http_method == http_method]

@@ -71,6 +71,7 @@ class FakeGoogle:
         lro_polls: int = 2,
         strict_tokens: bool = False,
         workload_pools: t.Iterable[str] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         projects = dict(projects or {"mlp-staging": "123456789012"})
         self.contract = Contract()
@@ -82,6 +83,7 @@ class FakeGoogle:
             ),
         )
         self.strict_tokens = strict_tokens
+        self.host = host  # the local cluster's pods reach the host's bridge address, never a public one
         self.log: list[Logged] = []
         self.token_requests: list[dict[str, t.Any]] = []
         self.violations: list[str] = []
@@ -119,7 +121,7 @@ class FakeGoogle:
             def log_message(self, *args: t.Any) -> None:  # keep pytest output clean
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -133,7 +135,7 @@ class FakeGoogle:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://{self.host}:{self._server.server_address[1]}"
 
     @property
     def endpoint_overrides(self) -> dict[str, str]:
@@ -172,6 +174,23 @@ class FakeGoogle:
             "auth_uri": f"{self.url}/oauth2/auth",
             "token_uri": self.token_uri,
         }
+
+    def add_sql_instance(self, project: str, region: str, name: str, version: str, private_ip: str) -> dict:
+        """A RUNNABLE Cloud SQL instance on a private IP, as cloudsql_db leaves one (for connectors to dial)."""
+        inst = {
+            "kind": "sql#instance", "name": name, "project": project, "region": region, "databaseVersion": version,
+            "state": "RUNNABLE", "backendType": "SECOND_GEN", "instanceType": "CLOUD_SQL_INSTANCE",
+            "connectionName": f"{project}:{region}:{name}", "gceZone": f"{region}-b", "createTime": services.now(),
+            "selfLink": f"https://sqladmin.googleapis.com/v1/projects/{project}/instances/{name}",
+            "ipAddresses": [{"type": "PRIVATE", "ipAddress": private_ip}],
+            "settings": {"kind": "sql#settings", "tier": "db-custom-1-3840", "settingsVersion": "1",
+                         "ipConfiguration": {"ipv4Enabled": False, "privateNetwork": f"projects/{project}/global/"
+                                             "networks/default"}},
+            "etag": self.state.etag(),
+        }
+        with self._lock:
+            self.state.instances[(project, name)] = inst
+        return inst
 
     @property
     def writes(self) -> list[Logged]:
@@ -268,7 +287,7 @@ class FakeGoogle:
             self.violations.extend(f"{method.id}: {p}" for p in problems)
             log(method.id, 400, body)
             return (*services.error(400, "; ".join(problems), "INVALID_ARGUMENT"), {})
-        req = services.Req(method.id, verb, match.path_params, query, body)
+        req = services.Req(method.id, verb, match.path_params, query, body, principal)
 
         fault = self._take_fault(req)
         if fault is not None:

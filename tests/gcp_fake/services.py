@@ -21,6 +21,8 @@ import typing as t
 import uuid
 from dataclasses import dataclass, field
 
+from gcp_fake.cloudsql import InstanceCA
+
 Response = tuple[int, t.Any]
 
 
@@ -31,6 +33,7 @@ class Req:
     path_params: dict[str, str]
     query: dict[str, list[str]]
     body: t.Any
+    principal: str = ""  # who the bearer token was issued to ('' when the fake did not issue it)
 
     def q(self, key: str, default: str | None = None) -> str | None:
         values = self.query.get(key)
@@ -109,6 +112,7 @@ class State:
     passwords: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     backup_runs: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
     operations: dict[str, Lro] = field(default_factory=dict)
+    sql_cas: dict[tuple[str, str], InstanceCA] = field(default_factory=dict)  # made on first connect
     _etags: itertools.count = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -1308,6 +1312,51 @@ def sql_backup_list(st: State, r: Req) -> Response:
     return 200, out
 
 
+def _connectable(st: State, r: Req) -> tuple[dict | None, InstanceCA | None, Response | None]:
+    inst, err = _instance(st, r)
+    if err:
+        return None, None, err
+    if inst["state"] != "RUNNABLE":
+        return None, None, _sql_err(400, "Invalid request: Instance is not running.", "invalid")
+    key = (inst["project"], inst["name"])
+    if key not in st.sql_cas:
+        st.sql_cas[key] = InstanceCA(*key)
+    return inst, st.sql_cas[key], None
+
+
+def sql_connect_get(st: State, r: Req) -> Response:
+    """connectSettings: what a connector needs to dial the instance (its CA, addresses, region, engine)."""
+    inst, ca, err = _connectable(st, r)
+    if err:
+        return err
+    assert inst is not None and ca is not None
+    return 200, {
+        "kind": "sql#connectSettings",
+        "serverCaCert": ca.server_ca_cert(),
+        "ipAddresses": copy.deepcopy(inst.get("ipAddresses", [])),
+        "region": inst["region"],
+        "databaseVersion": inst["databaseVersion"],
+        "backendType": inst["backendType"],
+        "pscEnabled": False,
+        "serverCaMode": "GOOGLE_MANAGED_INTERNAL_CA",
+    }
+
+
+def sql_connect_generate_ephemeral(st: State, r: Req) -> Response:
+    """generateEphemeralCert: a one-hour client certificate for the caller's public key, signed by the instance CA."""
+    _inst, ca, err = _connectable(st, r)
+    if err:
+        return err
+    assert ca is not None
+    public_key = (r.body or {}).get("public_key", "")
+    if not public_key:
+        return _sql_err(400, "Invalid request: public_key is required.", "invalid")
+    cert = ca.issue(public_key, r.principal)
+    if cert is None:
+        return _sql_err(400, "Invalid request: public_key is not a PEM RSA public key.", "invalid")
+    return 200, {"ephemeralCert": cert}
+
+
 def sql_op_get(st: State, r: Req) -> Response:
     op = st.poll(r.path_params["operation"])
     if op is None or op.get("targetProject") != r.path_params["project"]:
@@ -1362,7 +1411,11 @@ HANDLERS: dict[str, t.Callable[[State, Req], Response]] = {
     "sql.backupRuns.insert": sql_backup_insert,
     "sql.backupRuns.list": sql_backup_list,
     "sql.operations.get": sql_op_get,
+    "sql.connect.get": sql_connect_get,
+    "sql.connect.generateEphemeral": sql_connect_generate_ephemeral,
 }
 
 # Methods that only read, although some use POST (IAM's getIamPolicy): they never appear in the write log.
-READ_METHODS = {m for m in HANDLERS if m.endswith((".get", ".list", ".getIamPolicy", ".access"))}
+READ_METHODS = {m for m in HANDLERS if m.endswith((".get", ".list", ".getIamPolicy", ".access"))} | {
+    "sql.connect.generateEphemeral"  # signs a certificate, changes no resource
+}

@@ -13,6 +13,8 @@ import pytest
 from ..ansible_run import run_playbook
 
 SERVER = {"mlflow_server_image": "docker.io/mlplatform/mlflow:3.17.2"}
+CLOUDSQL = {**SERVER, "mlflow_server_database_mode": "cloudsql",
+            "mlflow_server_cloudsql_instance_connection_name": "mlp-staging:europe-west1:mlflow"}
 SERVING = {"model_serving_image": "docker.io/mlplatform/mlflow:3.17.2", "model_serving_tracking_uri": "http://127.0.0.1:1",
            "model_serving_models": [{"name": "iris", "model": "Iris", "alias": "champion"}]}
 
@@ -73,6 +75,24 @@ ROLE_CASES = [
                                                             "min_replicas": 4, "max_replicas": 2}]}, "min_replicas"),
     ("model_serving", {**SERVING, "model_serving_default_replicas": "many"}, "model_serving_default_replicas"),
     ("model_serving", SERVING, "127.0.0.1:1"),  # unreachable registry: clear failure before any object exists
+    # A Cloud SQL service-account key (clusters without Workload Identity): where it may go, and what it must be.
+    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials_file": "/nonexistent/key.json"},
+     "mlflow_server_cloudsql_credentials_file must be a Google service-account key (JSON, as `gcloud iam "
+     "service-accounts keys create` writes it), but the file /nonexistent/key.json does not exist"),
+    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials_file": "/etc/hostname"}, "it is not JSON"),
+    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials": '{"type": "authorized_user"}'},
+     'mlflow_server_cloudsql_credentials must be a Google service-account key'),
+    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials": {"type": "service_account"}},
+     'it has no "client_email", "private_key", "token_uri"'),
+    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials_file": "/etc/hostname",
+                       "mlflow_server_cloudsql_credentials": "x"}, "not both"),
+    ("mlflow_server", {**SERVER, "mlflow_server_cloudsql_credentials": "x"}, "is for database_mode=cloudsql"),
+    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials": "x",
+                       "mlflow_server_service_account_annotations":
+                       {"iam.gke.io/gcp-service-account": "mlflow-server@mlp-staging.iam.gserviceaccount.com"}},
+     "mlflow_server_cloudsql_credentials is refused on a Workload Identity (GKE) inventory"),
+    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials_file": "/etc/hostname",
+                       "mlflow_server_context": "gke_mlp-staging_europe-west1_main"}, "is a GKE context"),
 ]
 
 MODULE_CASES = [
