@@ -65,4 +65,5 @@ build_go_binary coredns coredns "github.com/coredns/coredns@$COREDNS_VERSION" gi
 build_go_binary local-path-provisioner local-path-provisioner \
   "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner
 build_pause
+"$CLUSTER_DIR/registry.sh" >/dev/null # the loopback OCI registry of the tests, in its own cache directory
 [ $((SECONDS - start)) -lt 2 ] || log "built the cluster's binaries into $BIN_DIR in $((SECONDS - start)) s"

@@ -120,7 +120,9 @@ oom_score = 0
     config_path = "$E/certs.d"
 EOF
   local registry
-  for registry in docker.io registry.k8s.io gcr.io; do
+  # The Artifact Registry hosts are those of the staging and prod inventories (their images are pushed to the
+  # loopback registry by tests/integration/image_publish).
+  for registry in docker.io registry.k8s.io gcr.io europe-west1-docker.pkg.dev europe-west4-docker.pkg.dev; do
     mkdir -p "$E/certs.d/$registry"
     printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
       "$LOCAL_REGISTRY" "$LOCAL_REGISTRY" > "$E/certs.d/$registry/hosts.toml"

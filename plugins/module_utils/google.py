@@ -26,6 +26,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 try:
     import google.auth
     import google.auth.exceptions
+    import google.auth.transport.requests
     import requests
     from google.auth import impersonated_credentials
     from google.auth.transport.requests import AuthorizedSession
@@ -681,6 +682,17 @@ class GoogleClient:
         if self._session is None:
             self._session = AuthorizedSession(self.credentials())
         return self._session
+
+    def access_token(self) -> str:
+        """A current OAuth2 access token of the configured credentials (for APIs that take it as a password, such
+        as Artifact Registry's Docker endpoint). Never log or return it."""
+        creds = self.credentials()
+        if not creds.valid:
+            try:
+                creds.refresh(google.auth.transport.requests.Request())
+            except google.auth.exceptions.RefreshError as exc:
+                raise GoogleAuthError(f"cannot get an access token: {exc}") from exc
+        return str(creds.token)
 
     # ---- requests
     def _backoff(self, attempt: int) -> float:

@@ -21,6 +21,10 @@ SERVING = {"model_serving_image": "docker.io/mlplatform/mlflow:3.17.2", "model_s
 # (role, variables, text the message must contain)
 ROLE_CASES = [
     ("mlflow_server", {}, "mlflow_server_image"),
+    ("mlflow_server", {"mlflow_server_image": "mlflow:3.17.2"},
+     "mlflow_server_image: 'mlflow:3.17.2' names no registry"),
+    ("mlflow_server", {"mlflow_server_image": "europe-west1-docker.pkg.dev/p-123456/mlflow/mlflow-server:1@sha256:abc"},
+     "is not an image digest"),
     ("mlflow_server", {**SERVER, "mlflow_server_replicas": "two"}, "mlflow_server_replicas"),
     ("mlflow_server", {**SERVER, "mlflow_server_auth_enabled": "maybe"}, "mlflow_server_auth_enabled"),
     ("mlflow_server", {**SERVER, "mlflow_server_database_mode": "sqlite"}, "mlflow_server_database_mode"),

@@ -1,0 +1,200 @@
+"""Image references: parsing, the preflight filter, Artifact Registry names, the inventories' composition, the
+push decision, and reading the OCI archives cluster/images.sh writes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.mlplatform.mlflow.plugins.filter.images import image_reference_problem
+from ansible_collections.mlplatform.mlflow.plugins.module_utils import oci
+from ansible_collections.mlplatform.mlflow.plugins.modules.gcp_artifact_registry_image import plan
+
+ROOT = Path(__file__).resolve().parents[3]
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+AR = "europe-west1-docker.pkg.dev/mlp-staging/mlflow/mlflow-server"
+
+
+@pytest.mark.parametrize("text, expected", [
+    (f"{AR}:3.17.2", oci.Reference("europe-west1-docker.pkg.dev", "mlp-staging/mlflow/mlflow-server", "3.17.2", "")),
+    (f"{AR}:3.17.2@{DIGEST}",
+     oci.Reference("europe-west1-docker.pkg.dev", "mlp-staging/mlflow/mlflow-server", "3.17.2", DIGEST)),
+    (f"{AR}@{DIGEST}", oci.Reference("europe-west1-docker.pkg.dev", "mlp-staging/mlflow/mlflow-server", "", DIGEST)),
+    ("docker.io/mlplatform/mlflow:3.17.2", oci.Reference("docker.io", "mlplatform/mlflow", "3.17.2", "")),
+    ("127.0.0.1:5000/a/b_c__d-e:v1", oci.Reference("127.0.0.1:5000", "a/b_c__d-e", "v1", "")),
+    ("localhost/x:y", oci.Reference("localhost", "x", "y", "")),
+])
+def test_references_parse_and_print_back(text, expected):
+    ref = oci.parse_reference(text)
+    assert ref == expected
+    assert str(ref) == text
+    assert image_reference_problem(text) == ""
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("", "empty"),
+    ("mlflow:3.17.2", "names no registry"),
+    ("mlplatform/mlflow:3.17.2", "names no registry"),
+    ("docker.io/mlplatform/mlflow", "neither a tag nor a digest"),
+    (f"{AR}:3.17.2@sha256:abc", "not an image digest"),
+    (f"{AR}@md5:{'a' * 32}", "not an image digest"),
+    (f"{AR}@sha256:{'A' * 64}", "not an image digest"),
+    (f"{AR}:3.17.2@sha256:{'a' * 63}", "not an image digest"),
+    ("europe-west1-docker.pkg.dev/Project/mlflow/x:1", "not an image path"),
+    ("europe-west1-docker.pkg.dev/p//x:1", "not an image path"),
+    (f"{AR}:-bad", "not an image tag"),
+    (f"{AR}:{'t' * 129}", "not an image tag"),
+    (f" {AR}:1", "spaces"),
+    ("exa_mple.com/x:1", "not a registry host"),
+])
+def test_bad_references_say_what_is_wrong(text, reason):
+    with pytest.raises(ValueError, match=reason):
+        oci.parse_reference(text)
+    assert reason in image_reference_problem(text)
+
+
+def test_filter_accepts_none_as_a_problem():
+    assert "empty" in image_reference_problem(None)
+
+
+@pytest.mark.parametrize("text, reason", [
+    (f"{AR}:3.17.2@{DIGEST}", ""),
+    ("europe-docker.pkg.dev/p-roject/r/i:1", ""),
+    ("docker.io/mlplatform/mlflow:3.17.2", "not an Artifact Registry Docker host"),
+    ("gcr.io/project/image:1", "not an Artifact Registry Docker host"),
+    ("europe-west1-docker.pkg.dev.evil.example/p/r/i:1", "not an Artifact Registry Docker host"),
+    ("europe-west1-docker.pkg.dev/project/image:1", "PROJECT/REPOSITORY/IMAGE"),
+    (f"europe-west1-docker.pkg.dev/p/r/i@sha256:{'z' * 64}", "not an image digest"),
+])
+def test_artifact_registry_references(text, reason):
+    problem = image_reference_problem(text, artifact_registry=True)
+    assert (reason in problem) if reason else problem == ""
+
+
+def test_artifact_registry_reference_composes_and_names_the_bad_part():
+    assert oci.artifact_registry_reference("europe-west1", "mlp-staging", "mlflow", "mlflow-server", "3.17.2",
+                                           DIGEST) == f"{AR}:3.17.2@{DIGEST}"
+    assert oci.artifact_registry_reference("us", "mlp-staging", "mlflow", "mlflow-server", digest=DIGEST) == \
+        f"us-docker.pkg.dev/mlp-staging/mlflow/mlflow-server@{DIGEST}"
+    for args, part in [
+        (("Europe", "mlp-staging", "mlflow", "m", "1"), "location"),
+        (("europe-west1", "X", "mlflow", "m", "1"), "project"),
+        (("europe-west1", "mlp-staging", "Mlflow", "m", "1"), "repository"),
+        (("europe-west1", "mlp-staging", "mlflow", "M", "1"), "image"),
+        (("europe-west1", "mlp-staging", "mlflow", "m", ".1"), "tag"),
+        (("europe-west1", "mlp-staging", "mlflow", "m", "1", "sha256:0"), "digest"),
+        (("europe-west1", "mlp-staging", "mlflow", "m"), "tag"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{part}:"):
+            oci.artifact_registry_reference(*args)
+
+
+@pytest.mark.parametrize("local, remote, changed", [
+    (DIGEST, None, True),  # the tag does not exist
+    (DIGEST, "sha256:" + "f" * 64, True),  # the tag serves another image
+    (DIGEST, DIGEST, False),
+])
+def test_push_exactly_when_the_tag_serves_another_digest(local, remote, changed):
+    decision = plan(local, remote)
+    assert decision["changed"] is changed
+    assert decision["diff"] == {"before": {"digest": remote or ""}, "after": {"digest": local}}
+
+
+def test_parse_challenge():
+    assert oci.parse_challenge('Bearer realm="https://europe-west1-docker.pkg.dev/v2/token",'
+                               'service="europe-west1-docker.pkg.dev",scope="repository:p/r/i:pull"') == (
+        "bearer", {"realm": "https://europe-west1-docker.pkg.dev/v2/token", "service": "europe-west1-docker.pkg.dev",
+                   "scope": "repository:p/r/i:pull"})
+    assert oci.parse_challenge('Basic realm="it-image"') == ("basic", {"realm": "it-image"})
+
+
+# ------------------------------------------------------------------------------------- OCI archives
+def layout_archive(path: Path, manifests: list[tuple[bytes, str]], damage: bool = False) -> None:
+    """A tarred OCI layout, written the way cluster/images.sh writes it (members under ./)."""
+    files: dict[str, bytes] = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}'}
+    descriptors = []
+    for manifest, ref in manifests:
+        digest = oci.sha256_digest(manifest)
+        files[f"blobs/sha256/{digest.split(':')[1]}"] = manifest + (b" " if damage else b"")
+        descriptors.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+                            "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": ref}})
+    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": descriptors}).encode()
+    with tarfile.open(path, "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"./{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def manifest(layer: str) -> bytes:
+    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "config": {"digest": "sha256:" + "c" * 64, "size": 10},
+                       "layers": [{"digest": "sha256:" + layer * 64, "size": 20}]}).encode()
+
+
+def test_read_oci_archive(tmp_path):
+    path = tmp_path / "one.oci.tar"
+    layout_archive(path, [(manifest("a"), "3.17.2")])
+    image = oci.read_oci_archive(str(path))
+    assert image.digest == oci.sha256_digest(manifest("a")) and image.ref_name == "3.17.2"
+    assert [b["digest"] for b in image.blobs] == ["sha256:" + "c" * 64, "sha256:" + "a" * 64]
+
+    two = tmp_path / "two.oci.tar"
+    layout_archive(two, [(manifest("a"), "x"), (manifest("b"), "y")])
+    with pytest.raises(oci.RegistryError, match="holds 2 images"):
+        oci.read_oci_archive(str(two))
+    assert oci.read_oci_archive(str(two), "y").digest == oci.sha256_digest(manifest("b"))
+    with pytest.raises(oci.RegistryError, match="no single image tagged 'z'"):
+        oci.read_oci_archive(str(two), "z")
+
+    damaged = tmp_path / "damaged.oci.tar"
+    layout_archive(damaged, [(manifest("a"), "x")], damage=True)
+    with pytest.raises(oci.RegistryError, match="damaged"):
+        oci.read_oci_archive(str(damaged))
+    with pytest.raises(oci.RegistryError, match="cannot read"):
+        oci.read_oci_archive(str(tmp_path / "missing.tar"))
+
+
+def test_read_the_mlflow_archive_of_images_sh():
+    listed = subprocess.run([str(ROOT / "cluster" / "images.sh"), "list", "mlflow"], capture_output=True, text=True,
+                            check=True).stdout
+    reference, archive = listed.strip().split("\t")
+    if not Path(archive).is_file():
+        pytest.fail(f"{archive} is missing: run cluster/images.sh build mlflow")
+    image = oci.read_oci_archive(archive)
+    assert reference.endswith(":" + image.ref_name)
+    assert len(image.blobs) == 3 and image.digest.startswith("sha256:")
+
+
+# ----------------------------------------------------------------------- the inventories' composition
+def rendered(environment: str, **extra: str) -> dict:
+    """The image variables as Ansible templates them from the inventory (one ansible run)."""
+    names = ["mlflow_server_image", "model_serving_image", "gcp_resources_image_tag"]
+    command = ["ansible", "-i", str(ROOT / "inventories" / environment), "localhost", "-m", "ansible.builtin.debug",
+               "-a", "msg={{ {" + ", ".join(f"'{n}': {n}" for n in names) + "} }}", "-e", "gcp_project=mlp-staging"]
+    for key, value in extra.items():
+        command += ["-e", f"{key}={value}"]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, env=env, timeout=120)
+    return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
+
+
+@pytest.mark.parametrize("environment, region", [("staging", "europe-west1"), ("prod", "europe-west4")])
+def test_inventories_deploy_the_artifact_registry_image_by_digest_when_known(environment, region):
+    name = f"{region}-docker.pkg.dev/mlp-staging/mlflow/mlflow-server"
+    assert rendered(environment)["mlflow_server_image"] == f"{name}:3.17.2"
+    by_digest = rendered(environment, mlplatform_image_digest=DIGEST)
+    assert by_digest["mlflow_server_image"] == f"{name}:3.17.2@{DIGEST}"
+    assert image_reference_problem(by_digest["mlflow_server_image"], artifact_registry=True) == ""
+    assert by_digest["model_serving_image"] == by_digest["mlflow_server_image"]
+    # What publish_image.yml pushes (the tag) is what the inventory deploys.
+    assert by_digest["gcp_resources_image_tag"] == "3.17.2"
+    bad = rendered(environment, mlplatform_image_digest="sha256:abc")["mlflow_server_image"]
+    assert "not an image digest" in image_reference_problem(bad)
