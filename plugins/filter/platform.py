@@ -95,12 +95,13 @@ def serving_plan(models: list[dict], resolved: list[dict], defaults: dict, serve
     plan = []
     for entry, result in zip(models, resolved, strict=True):
         model = {**defaults, **entry}
-        model["version"] = str(result["version"])
         model["run_id"] = result.get("run_id") or ""
-        model["model_uri"] = f"models:/{entry['model']}/{result['version']}"
+        # A registry version serves models:/NAME/VERSION; a run's model is already pinned by its run ID.
+        model["version"] = str(result["version"]) if result.get("version") else f"run-{model['run_id']}"
+        model["model_uri"] = result.get("model_uri") or f"models:/{entry['model']}/{result['version']}"
         annotations = served_by_name.get(entry["name"], {})
         served_version = annotations.get("mlplatform.mlflow/model-version")
-        model["version_changed"] = served_version != model["version"]
+        model["version_changed"] = annotations.get("mlplatform.mlflow/model-uri") != model["model_uri"]
         model["previous_version"] = (served_version or "") if model["version_changed"] else \
             annotations.get("mlplatform.mlflow/previous-version", "")
         model["workers"] = int(model.get("workers") or max(1, int(cpu_cores(model["cpu_limit"]))))

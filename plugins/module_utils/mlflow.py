@@ -191,6 +191,54 @@ def parse_version(value: t.Any) -> int | None:
     return None
 
 
+# The model URIs the collection serves (mlflow.store.artifact.models_artifact_repo / runs_artifact_repo in 3.17).
+MODEL_URI_FORMS = "models:/NAME@ALIAS, models:/NAME/VERSION, models:/NAME/latest or runs:/RUN_ID/PATH"
+RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    """A parsed model URI: a registry entry (``name`` with ``alias`` or ``version``) or a run's model."""
+
+    kind: str  # "alias", "version", "latest" or "run"
+    name: str = ""
+    alias: str = ""
+    version: int = 0
+    run_id: str = ""
+    artifact_path: str = ""
+
+
+def parse_model_uri(uri: str) -> ModelReference | str:
+    """The reference ``uri`` names, or an error message saying which forms are accepted. No I/O."""
+    expected = f"a model URI must be one of {MODEL_URI_FORMS}, got {uri!r}"
+    if not isinstance(uri, str) or any(c.isspace() for c in uri):
+        return expected
+    if uri.startswith("runs:/"):
+        run_id, _, path = uri[len("runs:/"):].partition("/")
+        path = path.strip("/")
+        if not RUN_ID_RE.match(run_id):
+            return f"{expected}: RUN_ID must be the run's 32 lower-case hex digits"
+        if not path or any(part in ("", ".", "..") for part in path.split("/")):
+            return f"{expected}: PATH must name the model's artifact folder inside the run, for example model"
+        return ModelReference("run", run_id=run_id, artifact_path=path)
+    if not uri.startswith("models:/"):
+        return expected
+    rest = uri[len("models:/"):]
+    if "@" in rest:
+        name, _, alias = rest.partition("@")
+        problem = alias_name_problem(alias) if name and "/" not in name else expected
+        return f"{expected}: {problem}" if problem else ModelReference("alias", name=name, alias=alias)
+    name, _, version = rest.partition("/")
+    if not name or not version or "/" in version:
+        return expected
+    if version == "latest":
+        return ModelReference("latest", name=name)
+    number = parse_version(version)
+    if number is None:
+        return f"{expected}: VERSION must be a positive integer"
+    return ModelReference("version", name=name, version=number)
+
+
 def aliases_of(registered_model: t.Mapping[str, t.Any]) -> dict[str, int]:
     """``{alias: version}`` from a registered model as MLflow's REST API returns it."""
     return {
@@ -381,6 +429,36 @@ class MlflowClient:
             f"listing versions of registered model '{name}' returned more than {MAX_SEARCH_PAGES} pages; giving up"
         )
 
+    def get_run(self, run_id: str) -> dict[str, t.Any]:
+        data = self.request("GET", "runs/get", {"run_id": run_id}, resource=f"run {run_id}")
+        return data["run"]
+
+    def list_artifacts(self, run_id: str, path: str) -> list[dict[str, t.Any]]:
+        data = self.request(
+            "GET", "artifacts/list", {"run_id": run_id, "path": path},
+            resource=f"artifacts '{path}' of run {run_id}",
+        )
+        return list(data.get("files") or [])
+
+    def find_logged_model(self, experiment_id: str, run_id: str, name: str) -> dict[str, t.Any] | None:
+        """The MLflow 3 logged model ``name`` that run ``run_id`` produced (what runs:/RUN_ID/NAME loads), or None."""
+        token: str | None = None
+        for _page in range(MAX_SEARCH_PAGES):
+            body: dict[str, t.Any] = {"experiment_ids": [experiment_id], "filter": filter_for_model(name),
+                                      "max_results": 100}
+            if token:
+                body["page_token"] = token
+            data = self.request("POST", "logged-models/search", body=body,
+                                resource=f"logged models named '{name}' of experiment {experiment_id}")
+            for model in data.get("models") or []:
+                info = model.get("info") or {}
+                if info.get("source_run_id") == run_id:
+                    return info
+            token = data.get("next_page_token")
+            if not token:
+                return None
+        raise MlflowError(f"searching logged models of experiment {experiment_id} returned too many pages")
+
     # -- transport
 
     def request(
@@ -537,6 +615,41 @@ class MlflowClient:
 
 
 # ---------------------------------------------------------------------------------- module wrapper
+
+
+def resolve_alias(client: MlflowClient, name: str, alias: str) -> dict[str, t.Any]:
+    """The version ``alias`` points at; on failure, say whether the model or the alias is missing."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowError as original:
+        if original.status not in (400, 404):
+            raise
+        # Raises MlflowNotFoundError when the model itself is missing.
+        registered = client.get_registered_model(name)
+        existing = aliases_of(registered)
+        if alias in existing:
+            raise
+        known = ", ".join(f"{key} -> {value}" for key, value in sorted(existing.items())) or "none"
+        raise MlflowNotFoundError(
+            f"registered model '{name}' has no alias '{alias}' (its aliases: {known})",
+            status=original.status,
+            error_code=original.error_code,
+            url=original.url,
+        ) from None
+
+
+def resolve_model_version(client: MlflowClient, name: str, kind: str, value: str | int) -> dict[str, t.Any]:
+    """The registry's model version for ``kind`` alias/version/latest of model ``name``."""
+    if kind == "alias":
+        return resolve_alias(client, name, str(value))
+    if kind == "version":
+        return client.get_model_version(name, value)
+    # A clear "model not found" rather than an empty search.
+    client.get_registered_model(name)
+    newest = latest_version(client.search_model_versions(name))
+    if newest is None:
+        raise MlflowNotFoundError(f"registered model '{name}' has no versions yet")
+    return newest
 
 
 class MlflowModule:

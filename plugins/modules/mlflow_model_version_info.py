@@ -170,14 +170,11 @@ last_updated_timestamp:
 import typing as t
 
 from ansible_collections.mlplatform.mlflow.plugins.module_utils.mlflow import (
-    MlflowClient,
     MlflowError,
     MlflowModule,
-    MlflowNotFoundError,
     alias_name_problem,
-    aliases_of,
-    latest_version,
     parse_version,
+    resolve_model_version,
 )
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
@@ -248,45 +245,6 @@ def readiness_problem(result: t.Mapping[str, t.Any]) -> str | None:
     )
 
 
-def resolve_alias(client: MlflowClient, name: str, alias: str) -> dict[str, t.Any]:
-    """The version ``alias`` points at; on failure, say whether the model or the alias is missing."""
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowError as original:
-        if original.status not in (400, 404):
-            raise
-        # Raises MlflowNotFoundError when the model itself is missing.
-        registered = client.get_registered_model(name)
-        existing = aliases_of(registered)
-        if alias in existing:
-            raise
-        known = (
-            ", ".join(f"{key} -> {value}" for key, value in sorted(existing.items()))
-            or "none"
-        )
-        raise MlflowNotFoundError(
-            f"registered model '{name}' has no alias '{alias}' (its aliases: {known})",
-            status=original.status,
-            error_code=original.error_code,
-            url=original.url,
-        ) from None
-
-
-def resolve(
-    client: MlflowClient, name: str, kind: str, value: str | int
-) -> dict[str, t.Any]:
-    if kind == "alias":
-        return resolve_alias(client, name, str(value))
-    if kind == "version":
-        return client.get_model_version(name, value)
-    # A clear "model not found" rather than an empty search.
-    client.get_registered_model(name)
-    newest = latest_version(client.search_model_versions(name))
-    if newest is None:
-        raise MlflowNotFoundError(f"registered model '{name}' has no versions yet")
-    return newest
-
-
 def main() -> None:
     module = MlflowModule(
         ARGUMENT_SPEC,
@@ -302,7 +260,7 @@ def main() -> None:
         )
     kind, value = request
     try:
-        model_version = resolve(module.client, name, kind, value)
+        model_version = resolve_model_version(module.client, name, kind, value)
     except MlflowError as exc:
         module.fail_from_error(exc)
     result = summarize(

@@ -447,3 +447,61 @@ def test_bad_alias_sends_nothing_to_a_live_server(
         mlflow_server.log_path.read_text(errors="replace").count("registered-models/")
         == before
     )
+
+
+def test_model_uri_info_pins_every_uri_form(
+    tmp_path: Path, connection: dict[str, t.Any], registered_model: dict[int, str], mlflow_client: t.Any
+) -> None:
+    mlflow_client.set_registered_model_alias(MODEL_NAME, "uri-test", "1")
+    expected = {
+        f"models:/{MODEL_NAME}@uri-test": (f"models:/{MODEL_NAME}/1", 1),
+        f"models:/{MODEL_NAME}/2": (f"models:/{MODEL_NAME}/2", 2),
+        f"models:/{MODEL_NAME}/latest": (f"models:/{MODEL_NAME}/2", 2),
+    }
+    for uri, (pinned, version) in expected.items():
+        result = run_module(tmp_path, "mlflow_model_uri_info", {"uri": uri}, connection=connection)
+        assert not result.get("failed"), result
+        assert (result["model_uri"], result["version"], result["source"]) == (pinned, version, "registry"), result
+        assert result["run_id"] == registered_model[version] and result["resolved_from"] == uri
+
+    # An MLflow 3 logged model, found through the run that produced it (what runs:/RUN_ID/model loads).
+    run_id = registered_model[1]
+    result = run_module(tmp_path, "mlflow_model_uri_info", {"uri": f"runs:/{run_id}/model"}, connection=connection)
+    assert not result.get("failed"), result
+    assert result["model_uri"] == f"runs:/{run_id}/model" and result["source"] == "run" and result["version"] == 0
+    assert result["model_id"].startswith("m-") and result["artifact_path"] == "model"
+
+
+def test_model_uri_info_finds_a_model_in_run_artifacts(
+    tmp_path: Path, connection: dict[str, t.Any], mlflow_server: MlflowServer, mlflow_client: t.Any
+) -> None:
+    """A model saved as plain run artifacts (MLmodel under a folder), as older MLflow and custom flows do."""
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    mlflow.set_experiment("mlflow-modules-integration")
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(folder), artifact_path="exported")
+    uri = f"runs:/{run.info.run_id}/exported"
+    result = run_module(tmp_path, "mlflow_model_uri_info", {"uri": uri}, connection=connection)
+    assert not result.get("failed"), result
+    assert result["model_uri"] == uri and "model_id" not in result
+
+    missing = run_module(tmp_path, "mlflow_model_uri_info", {"uri": f"runs:/{run.info.run_id}/nothing"},
+                         connection=connection)
+    assert missing["failed"] is True and "has no model 'nothing'" in missing["msg"], missing
+
+
+def test_model_uri_info_names_bad_uris(tmp_path: Path, connection: dict[str, t.Any]) -> None:
+    unknown_run = run_module(tmp_path, "mlflow_model_uri_info", {"uri": "runs:/" + "0" * 32 + "/model"},
+                             connection=connection)
+    assert unknown_run["failed"] is True and unknown_run["status"] == 404, unknown_run
+    assert "run " + "0" * 32 in unknown_run["msg"]
+    for bad in ("models:/iris", "runs:/not-a-run/model", "runs:/" + "a" * 32, "s3://bucket/model",
+                "models:/iris@v3", "models:/iris/0"):
+        result = run_module(tmp_path, "mlflow_model_uri_info", {"uri": bad}, connection=connection)
+        assert result["failed"] is True and result["msg"].startswith("invalid uri: a model URI must be"), result
+        assert "status" not in result, f"{bad} reached the server: {result}"

@@ -52,10 +52,11 @@ def registry(admin_password, monkeypatch_module):
     name = f"iris-{uuid.uuid4().hex[:6]}"
     mlflow.set_experiment(name)
     X, y = load_iris(return_X_y=True, as_frame=True)
-    models = {}
-    with mlflow.start_run():
+    models, runs = {}, {}
+    with mlflow.start_run() as run:
         models[1] = LogisticRegression(max_iter=500).fit(X, y)
         mlflow.sklearn.log_model(models[1], name="model", input_example=X.head(2), registered_model_name=name)
+        runs[1] = run.info.run_id
     with mlflow.start_run():
         # v2 predicts classes 10, 11, 12: any answer tells which version served it.
         models[2] = LogisticRegression(max_iter=500).fit(X, y + 10)
@@ -68,7 +69,7 @@ def registry(admin_password, monkeypatch_module):
                                 input_example=X.head(2), registered_model_name=name)
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(name, "champion", 1)
-    return {"name": name, "models": models, "X": X, "client": client, "password": admin_password}
+    return {"name": name, "models": models, "runs": runs, "X": X, "client": client, "password": admin_password}
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,41 @@ def test_broken_version_is_refused_and_the_previous_keeps_serving(registry):
     assert all(a >= 10 for a in load.answers), "something other than v2 answered"
     assert kubectl_json("-n", "it-serving", "deployments")["items"][0]["metadata"]["annotations"][
         "mlplatform.mlflow/model-version"] == "2"
+
+
+def test_serves_a_run_uri_and_a_version_uri_pinned(registry):
+    """What a data scientist hands over before registering (runs:/) and an explicit version, beside the alias."""
+    run_uri = f"runs:/{registry['runs'][1]}/model"
+    models = [{"name": "iris", "model": registry["name"], "alias": "champion"},
+              {"name": "iris-run", "model_uri": run_uri, "replicas": 1},
+              {"name": "iris-v2", "model_uri": f"models:/{registry['name']}/2", "replicas": 1}]
+    result = serve(registry, models)
+    assert result.rc == 0, result.output[-3000:]
+    X = registry["X"]
+    assert predict(service_url("iris-run"), X) == list(registry["models"][1].predict(X))
+    assert predict(service_url("iris-v2"), X) == list(registry["models"][2].predict(X))
+    run_annotations = kubectl_json("-n", "it-serving", "deployment", "iris-run")["metadata"]["annotations"]
+    assert run_annotations["mlplatform.mlflow/model-uri"] == run_uri
+    assert run_annotations["mlplatform.mlflow/model-version"] == f"run-{registry['runs'][1]}"
+    assert kubectl_json("-n", "it-serving", "deployment", "iris-v2")["metadata"]["annotations"][
+        "mlplatform.mlflow/model-uri"] == f"models:/{registry['name']}/2"
+
+    again = serve(registry, models)
+    assert again.rc == 0 and again.changed == 0, again.output[-3000:]
+
+    before = kubectl_json("-n", "it-serving", "deployments")["items"]
+    for bad in ({"name": "bad", "model_uri": "runs:/not-a-run/model"},
+                {"name": "bad", "model_uri": f"models:/{registry['name']}", "replicas": 1},
+                {"name": "bad", "model_uri": run_uri, "model": registry["name"], "alias": "champion"}):
+        refused = serve(registry, [*models, bad])
+        assert refused.rc != 0 and "model_serving_models entry bad" in refused.output, refused.output[-2000:]
+    missing = serve(registry, [*models, {"name": "bad", "model_uri": "runs:/" + "0" * 32 + "/model"}])
+    assert missing.rc != 0 and "run " + "0" * 32 in missing.output, missing.output[-2000:]
+    after = kubectl_json("-n", "it-serving", "deployments")["items"]
+    def specs(items):  # generation moves with every spec change; status updates do not count
+        return [(d["metadata"]["name"], d["metadata"]["generation"], d["metadata"]["annotations"]) for d in items]
+
+    assert specs(after) == specs(before)
 
 
 def test_removed_model_loses_every_object(registry):

@@ -83,7 +83,8 @@ def test_restorable_keeps_spec_and_drops_server_fields():
 
 
 def test_serving_plan_marks_only_moved_versions_as_changed():
-    served = [{"metadata": {"name": "iris", "annotations": {"mlplatform.mlflow/model-version": "2"}}}]
+    served = [{"metadata": {"name": "iris", "annotations": {"mlplatform.mlflow/model-version": "2",
+                                                            "mlplatform.mlflow/model-uri": "models:/Iris/2"}}}]
     models = [{"name": "iris", "model": "Iris", "alias": "champion"}, {"name": "new", "model": "New", "version": 1}]
     resolved = [{"version": 2, "run_id": "r2"}, {"version": 1, "run_id": "r1"}]
     defaults = {"replicas": 2, "cpu_limit": "2", "timeout": 60}
@@ -93,10 +94,24 @@ def test_serving_plan_marks_only_moved_versions_as_changed():
 
 
 def test_serving_plan_remembers_the_version_before_the_last_change():
-    annotations = {"mlplatform.mlflow/model-version": "2", "mlplatform.mlflow/previous-version": "1"}
+    annotations = {"mlplatform.mlflow/model-version": "2", "mlplatform.mlflow/previous-version": "1",
+                   "mlplatform.mlflow/model-uri": "models:/Iris/2"}
     served = [{"metadata": {"name": "iris", "annotations": annotations}}]
     models = [{"name": "iris", "model": "Iris", "alias": "champion"}]
     defaults = {"cpu_limit": "1"}
     assert platform.serving_plan(models, [{"version": 2}], defaults, served)[0]["previous_version"] == "1"
     moved = platform.serving_plan(models, [{"version": 3}], defaults, served)[0]
     assert moved["version_changed"] and moved["previous_version"] == "2"
+
+
+def test_serving_plan_pins_a_run_model_by_its_uri():
+    run = "0123456789abcdef0123456789abcdef"
+    models = [{"name": "fraud", "model_uri": f"runs:/{run}/model"}]
+    resolved = [{"version": 0, "run_id": run, "model_uri": f"runs:/{run}/model"}]
+    plan = platform.serving_plan(models, resolved, {"cpu_limit": "1"}, [])[0]
+    assert plan["model_uri"] == f"runs:/{run}/model" and plan["version"] == f"run-{run}" and plan["version_changed"]
+    served = [{"metadata": {"name": "fraud", "annotations": {"mlplatform.mlflow/model-uri": f"runs:/{run}/model",
+                                                             "mlplatform.mlflow/model-version": f"run-{run}"}}}]
+    assert not platform.serving_plan(models, resolved, {"cpu_limit": "1"}, served)[0]["version_changed"]
+    moved = [{"version": 0, "run_id": run, "model_uri": f"runs:/{run}/model2"}]
+    assert platform.serving_plan(models, moved, {"cpu_limit": "1"}, served)[0]["version_changed"]
