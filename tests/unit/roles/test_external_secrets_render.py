@@ -1,0 +1,187 @@
+"""mlflow_server with secret_source=external_secrets: what the templates render, without a cluster.
+
+The templates are rendered by Ansible's own templating with the role's defaults and vars, as a run renders them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+ROLE = ROOT / "roles" / "mlflow_server"
+sys.path.insert(0, str(ROOT / ".cache" / "collections"))
+
+from ansible.parsing.dataloader import DataLoader  # noqa: E402
+from ansible.plugins.loader import init_plugin_loader  # noqa: E402
+from ansible.template import Templar, trust_as_template  # noqa: E402
+
+init_plugin_loader([str(ROOT / ".cache" / "collections")])
+
+PASSWORD = "p@ss:w/rd%1"  # what a run of the kubernetes source would put into the URI, URL-encoded
+FACTS = {
+    "mlflow_server_image": "docker.io/mlplatform/mlflow:3.17.2",
+    "_mlflow_server_workers": 1,
+    "_mlflow_server_artifacts_destination": "/mlflow-artifacts",
+    "_mlflow_server_config_checksum": "0" * 64,
+    "_mlflow_server_db_port": 5432,
+    "_mlflow_server_db_host": "mlflow-db",
+    "_mlflow_server_allowed_hosts": ["mlflow"],
+    "_mlflow_server_cloudsql_key": "",
+    "_mlflow_server_cloudsql_key_checksum": "",
+}
+
+
+def trusted(value):
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return {k: trusted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [trusted(v) for v in value]
+    return value
+
+
+def render(template: str, **overrides) -> list[dict]:
+    variables = {
+        **yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()),
+        **yaml.safe_load((ROLE / "vars" / "main.yml").read_text()),
+        **FACTS,
+        **overrides,
+    }
+    source = overrides.get("mlflow_server_secret_source", "kubernetes")
+    password = "" if source == "external_secrets" or variables["mlflow_server_cloudsql_iam_auth"] else PASSWORD
+    encoded = password.replace("%", "%25").replace("@", "%40").replace(":", "%3A").replace("/", "%2F")
+    variables.setdefault("_mlflow_server_db_uri",
+                         f"postgresql+psycopg2://mlflow{':' if password else ''}{encoded}@mlflow-db:5432/mlflow")
+    variables.setdefault("_mlflow_server_credentials", {"database-password": PASSWORD, "admin-password": "admin-pw",
+                                                        "flask-secret-key": "flask-key"})
+    variables["ansible_search_path"] = [str(ROLE)]
+    loader = DataLoader()
+    loader.set_basedir(str(ROLE))
+    templar = Templar(loader=loader, variables=trusted(variables))
+    # As the role renders them: the template lookup, which also resolves the includes.
+    text = templar.template(trust_as_template(f"{{{{ lookup('ansible.builtin.template', '{template}') }}}}"))
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+ES = {"mlflow_server_secret_source": "external_secrets", "mlflow_server_external_secrets_store_name": "gcp-sm"}
+
+
+def external_secret(**overrides) -> dict:
+    docs = [d for d in render("foundation.yaml.j2", **{**ES, **overrides}) if d["kind"] in ("ExternalSecret", "Secret")]
+    assert len(docs) == 1, "the foundation set holds the ExternalSecret instead of the Secret, never both"
+    return docs[0]
+
+
+def secret_keys_read(docs: list[dict], secret: str) -> set[str]:
+    """Every key of `secret` that the objects read (env, volumes, ServiceMonitor style references)."""
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("secretKeyRef")
+            if ref and ref.get("name") == secret:
+                found.add(ref["key"])
+            vol = node.get("secret")
+            if isinstance(vol, dict) and vol.get("secretName") == secret:
+                found.update(item["key"] for item in vol.get("items", []))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(docs)
+    return found
+
+
+def test_external_secret_reads_each_credential_from_secret_manager_through_the_store():
+    es = external_secret()
+    assert es["apiVersion"] == "external-secrets.io/v1"
+    assert es["metadata"]["name"] == "mlflow-credentials"
+    spec = es["spec"]
+    assert spec["secretStoreRef"] == {"name": "gcp-sm", "kind": "SecretStore"}
+    assert spec["refreshInterval"] == "1h"
+    assert spec["target"]["name"] == "mlflow-credentials"
+    assert spec["target"]["creationPolicy"] == "Owner"
+    assert {d["secretKey"]: d["remoteRef"]["key"] for d in spec["data"]} == {
+        "database-password": "mlflow-db-password",
+        "flask-secret-key": "mlflow-flask-secret-key",
+        "admin-password": "mlflow-admin-password",
+    }
+    template = spec["target"]["template"]
+    assert template["mergePolicy"] == "Merge" and template["engineVersion"] == "v2"
+    # The operator copies the template's labels onto the Secret: never the set label, or the set would prune it.
+    assert "mlplatform.mlflow/object-set" not in template["metadata"]["labels"]
+    assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "server"
+    assert set(template["data"]) == {"admin-username", "backend-store-uri", "basic_auth.ini"}
+    assert template["data"]["backend-store-uri"] == "postgresql+psycopg2://mlflow@mlflow-db:5432/mlflow"
+    assert "database_uri = postgresql+psycopg2://mlflow@mlflow-db:5432/mlflow" in template["data"]["basic_auth.ini"]
+    # Literal template data holds no secret and nothing the operator's Go templates would interpret.
+    rendered = yaml.safe_dump(es)
+    assert PASSWORD not in rendered and "admin-pw" not in rendered and "flask-key" not in rendered
+    assert all("{{" not in value for value in template["data"].values())
+
+
+def test_remote_names_follow_the_server_name_and_the_variables():
+    es = external_secret(mlflow_server_name="tracking", mlflow_server_external_secrets_store_kind="ClusterSecretStore",
+                         mlflow_server_external_secrets_admin_password_secret="ops-admin",
+                         mlflow_server_external_secrets_refresh_interval="15m")
+    spec = es["spec"]
+    assert es["metadata"]["name"] == spec["target"]["name"] == "tracking-credentials"
+    assert spec["secretStoreRef"] == {"name": "gcp-sm", "kind": "ClusterSecretStore"}
+    assert spec["refreshInterval"] == "15m"
+    assert {d["secretKey"]: d["remoteRef"]["key"] for d in spec["data"]} == {
+        "database-password": "tracking-db-password",
+        "flask-secret-key": "tracking-flask-secret-key",
+        "admin-password": "ops-admin",
+    }
+
+
+@pytest.mark.parametrize(("overrides", "keys", "literal"), [
+    ({"mlflow_server_cloudsql_iam_auth": True, "mlflow_server_database_mode": "cloudsql"},
+     {"flask-secret-key", "admin-password"}, {"admin-username", "backend-store-uri", "basic_auth.ini"}),
+    ({"mlflow_server_auth_enabled": False}, {"database-password", "flask-secret-key"},
+     {"admin-username", "backend-store-uri"}),
+])
+def test_only_the_credentials_in_use_are_read(overrides, keys, literal):
+    spec = external_secret(**overrides)["spec"]
+    assert {d["secretKey"] for d in spec["data"]} == keys
+    assert set(spec["target"]["template"]["data"]) == literal
+
+
+@pytest.mark.parametrize("auth", [True, False])
+def test_the_secret_the_operator_writes_has_every_key_the_server_reads(auth):
+    """Same Secret name, and every key the Deployment and the upgrade Job read exists in the synced Secret."""
+    overrides = {**ES, "mlflow_server_auth_enabled": auth, "_mlflow_server_upgrade_job": "mlflow-upgrade-x"}
+    spec = external_secret(mlflow_server_auth_enabled=auth)["spec"]
+    synced = {d["secretKey"] for d in spec["data"]} | set(spec["target"]["template"]["data"])
+    readers = render("deployment.yaml.j2", **overrides) + render("job-upgrade.yaml.j2", **overrides)
+    read = secret_keys_read(readers, "mlflow-credentials")
+    assert read and read <= synced, f"read but never synced: {read - synced}"
+    kubernetes = render("secret-credentials.yaml.j2", mlflow_server_auth_enabled=auth)[0]
+    assert read <= set(kubernetes["data"]), "the kubernetes source must offer the same keys"
+
+
+def test_the_password_reaches_the_pods_as_pgpassword_only_with_external_secrets():
+    def env(**overrides):
+        deployment = render("deployment.yaml.j2", **overrides)[0]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e for e in container["env"]}
+
+    external = env(**ES)
+    assert external["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-credentials",
+                                                                    "key": "database-password"}
+    assert "PGPASSWORD" not in env()  # kubernetes source: the URI carries the password, as before
+    iam = env(**ES, mlflow_server_cloudsql_iam_auth=True, mlflow_server_database_mode="cloudsql",
+              mlflow_server_cloudsql_instance_connection_name="p:r:i")
+    assert "PGPASSWORD" not in iam  # IAM authentication has no password at all
+
+
+def test_the_kubernetes_source_still_renders_the_secret():
+    docs = [d for d in render("foundation.yaml.j2") if d["kind"] in ("ExternalSecret", "Secret")]
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("Secret", "mlflow-credentials")]
