@@ -1,4 +1,5 @@
-"""The reliability suite's tally: inputs tried, faults injected, requests sent, failures; printed at the end."""
+"""The reliability suite's tally: inputs tried, faults injected, requests sent, failures, connections denied;
+printed at the end."""
 
 from __future__ import annotations
 
@@ -19,4 +20,4 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"reliability: {TALLY['inputs']} bad inputs tried, {TALLY['faults']} faults injected, "
             f"{TALLY['requests']} requests sent, {TALLY['failed_requests']} failed requests, "
-            f"{TALLY['secret_leaks']} secret leaks")
+            f"{TALLY['secret_leaks']} secret leaks, {TALLY['policy_denials']} connections NetworkPolicies denied")

@@ -189,6 +189,38 @@ def test_namespaces_enforce_restricted_pod_security_and_auth_guards_the_api(plat
     assert rebinding.value.code == 403
 
 
+PROBE = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)"
+
+
+def test_network_policies_keep_unlabelled_pods_off_the_database(platform, tally):
+    """A pod without the server's labels reaches the server's port and not the database's; the server still does."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rel-intruder", "labels": {"app": "intruder"}},
+           "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{"name": "main", "image": "docker.io/mlplatform/mlflow:3.17.2",
+                                    "command": ["sleep", "600"],
+                                    "securityContext": {"allowPrivilegeEscalation": False,
+                                                        "capabilities": {"drop": ["ALL"]}}}]}}
+    subprocess.run(["kubectl", "-n", "rel-mlflow", "apply", "-f", "-"], input=json.dumps(pod), text=True,
+                   check=True, capture_output=True)
+    try:
+        kubectl("-n", "rel-mlflow", "wait", "--for=condition=Ready", "pod/rel-intruder", "--timeout=120s")
+
+        def connects(host: str, port: int) -> bool:
+            return subprocess.run(["kubectl", "-n", "rel-mlflow", "exec", "rel-intruder", "--", "python", "-c",
+                                   PROBE, host, str(port)], capture_output=True, timeout=60).returncode == 0
+
+        assert connects("mlflow", 80), "the pod cannot reach the server's port, which every pod may"
+        db_port = kubectl_json("-n", "rel-mlflow", "service", "mlflow-db")["spec"]["ports"][0]["port"]
+        denied = not connects("mlflow-db", db_port)
+        tally["policy_denials"] += int(denied)
+        assert denied, "a pod without the server's labels reached the database (are NetworkPolicies enforced?)"
+        assert api_ok(platform["password"]), "the server lost the database"
+    finally:
+        kubectl("-n", "rel-mlflow", "delete", "pod", "rel-intruder", "--grace-period=0", "--force", check=False)
+
+
 def test_whole_cluster_stopped_and_started_comes_back_healthy(platform, tally):
     tally["faults"] += 1
     cluster = str(Path(ROOT) / "cluster" / "cluster.sh")
