@@ -21,8 +21,14 @@ LOCAL_REGISTRY=127.0.0.1:5000
 LOGS=$STATE/logs
 SOCK=$RUN/containerd/containerd.sock
 B=$BIN_DIR
+# The ingress controller: Traefik as a host process. Port 8880 serves on loopback and on the node IP (pods reach it
+# there); it is outside the NodePort range (30000-32767), where kube-proxy would take over a port it allocated. The
+# API (no dashboard) and /ping listen on loopback only. It runs as an unnamed uid that a guard keeps off the network.
+TRAEFIK_PORT=8880
+TRAEFIK_API_PORT=8881
+TRAEFIK_UID=64080
 # Components in start order; `down` stops them in reverse.
-COMPONENTS="containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy local-path-provisioner"
+COMPONENTS="containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy local-path-provisioner traefik"
 
 external_interface() { ip -4 route show default | awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i + 1); exit}}'; }
 node_ip() { ip -4 -o addr show dev "$(external_interface)" | awk '{split($4, a, "/"); print a[1]; exit}'; }
@@ -36,6 +42,7 @@ guard_rules() {
   echo "mangle POSTROUTING -o $ifc -d $GUARD_CIDR -j DROP"
   echo "mangle FORWARD -o $ifc -j DROP"
   echo "filter FORWARD -o $ifc -j DROP"
+  echo "filter OUTPUT -o $ifc -m owner --uid-owner $TRAEFIK_UID -j DROP"
 }
 install_guards() {
   local ifc table chain rule
@@ -283,6 +290,49 @@ start_addons() {
   wait_for "cluster DNS rules" 60 sh -c "iptables -t nat -S KUBE-SERVICES | grep -q -- '-d $DNS_IP/32'"
 }
 
+traefik_token() { kc -n kube-system get secret traefik-token -o jsonpath='{.data.token}' 2>/dev/null | base64 -d; }
+has_traefik_token() { [ -n "$(traefik_token)" ]; }
+start_traefik() {
+  local ip=$1 dir=$E/traefik token
+  # Its identity: the ServiceAccount of the add-ons (RBAC: read Ingresses, IngressClasses, Services,
+  # EndpointSlices, Secrets and Nodes), through the token the token controller puts in its Secret.
+  wait_for "the token of Traefik's ServiceAccount" 60 has_traefik_token
+  token=$(traefik_token)
+  install -d -m 700 -o "$TRAEFIK_UID" -g "$TRAEFIK_UID" "$dir"
+  (
+    umask 077
+    cat > "$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: mlplatform, cluster: {server: "https://$ip:6443", certificate-authority-data: $(base64 -w0 "$P/ca.crt")}}]
+users: [{name: traefik, user: {token: $token}}]
+contexts: [{name: traefik, context: {cluster: mlplatform, user: traefik}}]
+current-context: traefik
+EOF
+    # Every setting is in this file (--configFile): Traefik then never reads a file from its default locations.
+    cat > "$dir/traefik.yaml" <<EOF
+global: {checkNewVersion: false, sendAnonymousUsage: false}
+# Traefik reads a whole request in 60 s by default; artifact uploads get the roles' default request timeout.
+entryPoints:
+  web: {address: "127.0.0.1:$TRAEFIK_PORT", transport: {respondingTimeouts: {readTimeout: 600s}}}
+  node: {address: "$ip:$TRAEFIK_PORT", transport: {respondingTimeouts: {readTimeout: 600s}}}
+  traefik: {address: "127.0.0.1:$TRAEFIK_API_PORT"}
+# Every backend is on this machine: a connection not made within 5 s was dropped (default: wait 30 s).
+serversTransport: {forwardingTimeouts: {dialTimeout: 5s}}
+api: {insecure: true, dashboard: false}
+ping: {entryPoint: traefik}
+providers:
+  kubernetesIngress: {}
+log: {level: INFO, noColor: true}
+EOF
+  )
+  chown "$TRAEFIK_UID:$TRAEFIK_UID" "$dir/kubeconfig" "$dir/traefik.yaml"
+  # An empty environment: no KUBERNETES_SERVICE_HOST, and KUBECONFIG is Traefik's own, never the caller's admin one.
+  start traefik setpriv "--reuid=$TRAEFIK_UID" "--regid=$TRAEFIK_UID" --clear-groups --no-new-privs \
+    env -i "KUBECONFIG=$dir/kubeconfig" "$TRAEFIK_BIN_DIR/traefik" "--configFile=$dir/traefik.yaml"
+  wait_for traefik 60 sh -c "[ \"\$(curl -s http://127.0.0.1:$TRAEFIK_API_PORT/ping)\" = OK ]"
+}
+
 cmd_up() {
   local ip t0=$SECONDS
   [ "$(id -u)" = 0 ] || die "must run as root"
@@ -305,6 +355,7 @@ cmd_up() {
   start_control_plane "$ip"
   start_node "$ip"
   start_addons
+  start_traefik "$ip"
   # The kubelet sets kernel.panic_on_oops=1 at start; a test VM should not reboot on an oops.
   sysctl -qw kernel.panic_on_oops=0
   log "cluster ready in $((SECONDS - t0)) s; export KUBECONFIG=$KUBECONFIG_PATH"

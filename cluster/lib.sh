@@ -8,6 +8,8 @@ GO_VERSION=$(go env GOVERSION)
 # Heavy builds live outside the repository, keyed by what they are built from.
 MLP_CACHE=${MLP_CACHE:-/var/cache/mlplatform}
 BIN_DIR=$MLP_CACHE/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-coredns-$COREDNS_VERSION-lpp-$LOCAL_PATH_PROVISIONER_VERSION-$GO_VERSION
+# Traefik has its own directory so that a new Traefik version never rebuilds Kubernetes (and the reverse).
+TRAEFIK_BIN_DIR=$MLP_CACHE/bin/traefik-$TRAEFIK_VERSION-$GO_VERSION
 IMAGE_DIR=$MLP_CACHE/images
 # Cluster state, logs and the kubeconfig.
 STATE=${MLP_CLUSTER_STATE:-/var/lib/mlplatform-cluster}

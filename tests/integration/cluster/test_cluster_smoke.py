@@ -1,11 +1,15 @@
-"""The local cluster is a real Kubernetes: workloads, Services, DNS, Pod Security and the egress guard."""
+"""The local cluster is a real Kubernetes: workloads, Services, DNS, Pod Security, the egress guard, ingress."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import time
+import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +17,22 @@ from .kube import Kubectl
 
 MLFLOW_IMAGE = "docker.io/mlplatform/mlflow:3.17.2"
 BUSYBOX_IMAGE = "docker.io/mlplatform/busybox:1.35"
+# Traefik, the cluster's ingress controller (cluster/cluster.sh: TRAEFIK_PORT on loopback and on the node IP).
+INGRESS_PORT = 8880
+TRAEFIK_UID = 64080  # cluster/cluster.sh runs Traefik as this uid; a guard drops its packets to the outside
+CLUSTER_SH = Path(__file__).resolve().parents[3] / "cluster" / "cluster.sh"
+# A backend that answers with a marker, the Host header it received and the path: proof of where a request went.
+ECHO_SERVER = """
+import http.server, os
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = " ".join([os.environ["MARKER"], self.headers["Host"], self.path]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("", 8080), Echo).serve_forever()
+"""
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
 }
@@ -122,3 +142,109 @@ def test_pod_traffic_to_outside_the_machine_is_dropped_by_the_guard(kubectl, nam
                          f"printf 'x' | nc -w 3 {gateway} 80", check=False)
     assert result.returncode != 0, "a pod reached an address outside the machine"
     assert _guard_drops() > before, "the egress guard did not count the dropped packets"
+
+
+@pytest.fixture(scope="module")
+def echo(kubectl, namespace):
+    """A Deployment answering with a marker, its Service, and an Ingress of class traefik for one host name."""
+    marker, host = uuid.uuid4().hex, f"echo.{namespace}.test"
+    spec = _restricted_pod_spec(MLFLOW_IMAGE, ["python", "-c", ECHO_SERVER])
+    spec["containers"][0]["env"] = [{"name": "MARKER", "value": marker}]
+    spec["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}
+    objects = [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "echo"},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "echo"}},
+                  "template": {"metadata": {"labels": {"app": "echo"}}, "spec": spec}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo"},
+         "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "echo"},
+         "spec": {"ingressClassName": "traefik", "rules": [{"host": host, "http": {"paths": [
+             {"path": "/", "pathType": "Prefix",
+              "backend": {"service": {"name": "echo", "port": {"number": 80}}}}]}}]}},
+    ]
+    kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}), namespace)
+    kubectl.run("-n", namespace, "rollout", "status", "deploy/echo", "--timeout=180s")
+    return {"marker": marker, "host": host}
+
+
+def _through_ingress(host: str, path: str = "/") -> tuple[int, str]:
+    """GET through Traefik on loopback with a Host header: (status, body)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{INGRESS_PORT}{path}", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _routed(host: str, path: str, timeout: int = 60) -> tuple[int, str]:
+    """The first 200 through Traefik, or the last answer after `timeout` s (it applies new Ingresses within seconds).
+
+    A refused connection (Traefik not running) raises, and fails the test.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = _through_ingress(host, path)
+        if answer[0] == 200 or time.monotonic() > deadline:
+            return answer
+        time.sleep(1)
+
+
+def test_traefik_is_running_as_a_cluster_component():
+    status = subprocess.run([str(CLUSTER_SH), "status"], capture_output=True, text=True, timeout=60, check=False)
+    assert "traefik: running" in status.stdout.splitlines(), status.stdout
+
+
+def test_ingress_routes_by_host_and_unknown_hosts_get_404(echo):
+    assert _routed(echo["host"], "/hello?x=1") == (200, f"{echo['marker']} {echo['host']} /hello?x=1")
+    status, body = _through_ingress(f"unknown.{echo['host']}")
+    assert status == 404, body
+
+
+def test_ingress_answers_pods_on_the_node_ip(kubectl, namespace, echo, client_pod):
+    assert _routed(echo["host"], "/")[0] == 200
+    node = kubectl.get("nodes")["items"][0]
+    node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    # stdin stays open a moment: when nc half-closes the connection at its end, Traefik answers 499.
+    request = f"printf 'GET /from-a-pod HTTP/1.0\\r\\nHost: {echo['host']}\\r\\n\\r\\n'; sleep 2"
+    reply = kubectl.run("-n", namespace, "exec", client_pod, "--", "sh", "-c",
+                        f"({request}) | nc -w 5 {node_ip} {INGRESS_PORT}").stdout
+    assert re.match(r"HTTP/1\.[01] 200 ", reply), reply
+    assert reply.endswith(f"{echo['marker']} {echo['host']} /from-a-pod"), reply
+
+
+def _traefik_guard_drops() -> int:
+    """Packets counted by the guard that drops whatever Traefik's uid sends out of the machine."""
+    rules = subprocess.run(["iptables", "-L", "OUTPUT", "-v", "-n", "-x"], capture_output=True, text=True,
+                           check=True).stdout
+    return sum(int(line.split()[0]) for line in rules.splitlines()
+               if " DROP " in f" {line} " and f"owner UID match {TRAEFIK_UID}" in line)
+
+
+def test_traefik_cannot_reach_outside_the_machine(kubectl, namespace):
+    # An Ingress whose backend is the machine's gateway (a Service without selector and a hand-made EndpointSlice):
+    # the gateway is the nearest address outside the machine. Traefik's connection must be dropped, never made.
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
+    gateway = re.search(r"default via (\S+)", routes).group(1)
+    host = f"outside.{namespace}.test"
+    objects = [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "outside"},
+         "spec": {"ports": [{"name": "http", "port": 80}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": "outside", "labels": {"kubernetes.io/service-name": "outside",
+                                                    "endpointslice.kubernetes.io/managed-by": "tests"}},
+         "addressType": "IPv4", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+         "endpoints": [{"addresses": [gateway], "conditions": {"ready": True}}]},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "outside"},
+         "spec": {"ingressClassName": "traefik", "rules": [{"host": host, "http": {"paths": [
+             {"path": "/", "pathType": "Prefix",
+              "backend": {"service": {"name": "outside", "port": {"number": 80}}}}]}}]}},
+    ]
+    kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}), namespace)
+    before = _traefik_guard_drops()
+    deadline = time.monotonic() + 60
+    while (answer := _through_ingress(host))[0] == 404 and time.monotonic() < deadline:  # not routed yet
+        time.sleep(1)
+    # Gateway Timeout: the connection was never answered (a refusal, 502, would mean a packet got out and back).
+    assert answer[0] == 504, answer
+    assert _traefik_guard_drops() > before, "Traefik's packets to the gateway were not dropped by its guard"

@@ -20,6 +20,10 @@ def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, n
     with urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:30500/health",
                                                        headers={"Host": "127.0.0.1:30500"}), timeout=10) as r:
         assert r.status == 200
+    # The same server through its Ingress, served by the cluster's Traefik (port 8880, host from the inventory).
+    with urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:8880/health",
+                                                       headers={"Host": "mlflow.localhost"}), timeout=10) as r:
+        assert r.status == 200
     pods = json.loads(subprocess.run(["kubectl", "-n", "mlflow", "get", "pods", "-o", "json"], capture_output=True,
                                      text=True, check=True).stdout)["items"]
     ready = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods
