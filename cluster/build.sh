@@ -83,6 +83,31 @@ build_traefik() {
   mv "$TRAEFIK_BIN_DIR/traefik.tmp" "$TRAEFIK_BIN_DIR/traefik"
 }
 
+build_kube_network_policies() {
+  local dir=$CLUSTER_DIR/go/kube-network-policies src=$KNP_BIN_DIR/src
+  [ -x "$KNP_BIN_DIR/kube-network-policies" ] && return 0
+  mkdir -p "$KNP_BIN_DIR" && cd "$dir"
+  # main.go is ours (upstream's reads only an in-cluster config); go.mod/go.sum pin upstream's packages.
+  if [ ! -f go.mod ]; then
+    log "creating the kube-network-policies consumer module"
+    go mod init local/kubenetpolbuild
+    go mod edit -go=1.23.0
+    nice go get "sigs.k8s.io/kube-network-policies@$KUBE_NETWORK_POLICIES_VERSION"
+    nice go mod tidy
+  fi
+  # Built from a vendored copy with the files under _patched/ laid over it: the nftables library's `queue` expression
+  # becomes the xtables NFQUEUE target (why: in the header of that file, which is written for the version below).
+  [ "$(go list -m -f '{{.Version}}' github.com/google/nftables)" = v0.3.0 ] \
+    || die "cluster/go/kube-network-policies/_patched is written for github.com/google/nftables v0.3.0"
+  rm -rf "$src" && mkdir -p "$src" && cp main.go go.mod go.sum "$src/" && cd "$src"
+  go mod vendor
+  cp -r "$dir/_patched/." vendor/
+  log "building kube-network-policies $KUBE_NETWORK_POLICIES_VERSION (about 10 min cold)"
+  nice go build -mod=vendor -trimpath -ldflags "-s -w" -o "$KNP_BIN_DIR/kube-network-policies.tmp" .
+  mv "$KNP_BIN_DIR/kube-network-policies.tmp" "$KNP_BIN_DIR/kube-network-policies"
+  cd "$dir" && rm -rf "$src"
+}
+
 mkdir -p "$BIN_DIR"
 start=$SECONDS
 build_kubernetes
@@ -94,5 +119,6 @@ build_go_binary local-path-provisioner local-path-provisioner \
   "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner
 build_pause
 build_traefik
+build_kube_network_policies
 "$CLUSTER_DIR/registry.sh" >/dev/null # the loopback OCI registry of the tests, in its own cache directory
 [ $((SECONDS - start)) -lt 2 ] || log "built the cluster's binaries into $BIN_DIR in $((SECONDS - start)) s"

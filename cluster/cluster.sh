@@ -34,6 +34,14 @@ external_interface() { ip -4 route show default | awk '{for (i = 1; i < NF; i++)
 node_ip() { ip -4 -o addr show dev "$(external_interface)" | awk '{split($4, a, "/"); print a[1]; exit}'; }
 ctr_() { ctr -a "$SOCK" -n k8s.io "$@"; }
 kc() { "$B/kubectl" --kubeconfig "$E/admin.conf" "$@"; }
+# The NetworkPolicy controller: kube-network-policies as a host process, root (nftables and nfqueue need
+# CAP_NET_ADMIN). Its nftables table sends the first packet of each new connection to or from a Pod that some
+# NetworkPolicy selects to it, and it drops what the policies do not allow; connections from root on the host
+# (kubelet probes) pass. Fail closed: while it is down, those Pods get no new connections. The table is its own
+# (hooks at priority 95 and -95, after the guards' mangle chains): it never touches the egress guards.
+KNP_TABLE=kube-network-policies
+KNP_METRICS=127.0.0.1:9080
+COMPONENTS="$COMPONENTS kube-network-policies"
 
 # --- egress guards: installed before anything starts, removed only after everything stopped -------------
 guard_rules() {
@@ -333,6 +341,20 @@ EOF
   wait_for traefik 60 sh -c "[ \"\$(curl -s http://127.0.0.1:$TRAEFIK_API_PORT/ping)\" = OK ]"
 }
 
+start_kube_network_policies() {
+  local ip=$1 conf=$E/kube-network-policies.conf
+  # Its identity: a client certificate for the user kube-network-policies, whose RBAC is in the add-ons.
+  if ! grep -qs "server: https://$ip:6443" "$conf"; then
+    (umask 077; "$B/kubeadm" kubeconfig user --config "$E/kubeadm.yaml" --client-name kube-network-policies > "$conf.tmp")
+    mv "$conf.tmp" "$conf"
+  fi
+  # Metrics on loopback only.
+  start kube-network-policies env -i "$KNP_BIN_DIR/kube-network-policies" "--kubeconfig=$conf" \
+    "--hostname-override=$NODE_NAME" "--metrics-bind-address=$KNP_METRICS"
+  # It creates its table once its informers have synced.
+  wait_for "the nftables table of kube-network-policies" 60 nft list table inet "$KNP_TABLE"
+}
+
 cmd_up() {
   local ip t0=$SECONDS
   [ "$(id -u)" = 0 ] || die "must run as root"
@@ -356,6 +378,7 @@ cmd_up() {
   start_node "$ip"
   start_addons
   start_traefik "$ip"
+  start_kube_network_policies "$ip"
   # The kubelet sets kernel.panic_on_oops=1 at start; a test VM should not reboot on an oops.
   sysctl -qw kernel.panic_on_oops=0
   log "cluster ready in $((SECONDS - t0)) s; export KUBECONFIG=$KUBECONFIG_PATH"
@@ -395,6 +418,8 @@ cleanup_host() {
     done
     $ipt -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null || true
   done
+  # The NetworkPolicy controller deletes its table when stopped; not when killed. Left behind, it would drop.
+  nft delete table inet "$KNP_TABLE" 2>/dev/null || true
   # Host paths the tools write whatever their flags say (all recreated on the next start).
   rm -rf /var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd
   rmdir /run/netns 2>/dev/null || true

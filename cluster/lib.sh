@@ -14,6 +14,10 @@ IMAGE_DIR=$MLP_CACHE/images
 # Cluster state, logs and the kubeconfig.
 STATE=${MLP_CLUSTER_STATE:-/var/lib/mlplatform-cluster}
 KUBECONFIG_PATH=$STATE/kubeconfig
+# The NetworkPolicy controller's own directory: its version, Go's, and the Go files of ours it is built with (main.go
+# and the patched library file; a change to either rebuilds it).
+KNP_BIN_DIR=$MLP_CACHE/bin/kube-network-policies-$KUBE_NETWORK_POLICIES_VERSION-$GO_VERSION-$(cd "$CLUSTER_DIR/go" \
+  && cat kube-network-policies/{main.go,_patched/github.com/google/nftables/expr/queue.go} | sha256sum | cut -c1-12)
 export GOPATH=$MLP_CACHE/go GOMODCACHE=$MLP_CACHE/go/pkg/mod GOCACHE=$MLP_CACHE/go/cache
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=mod"
 

@@ -213,6 +213,78 @@ def test_ingress_answers_pods_on_the_node_ip(kubectl, namespace, echo, client_po
     assert reply.endswith(f"{echo['marker']} {echo['host']} /from-a-pod"), reply
 
 
+@pytest.fixture(scope="module")
+def policy_lab(kubectl):
+    """A throwaway namespace: a web pod, a client labelled role=friend, an unlabelled one; no NetworkPolicy yet."""
+    name = f"netpol-{uuid.uuid4().hex[:6]}"
+    kubectl.run("create", "namespace", name)
+    kubectl.run("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    target = _restricted_pod_spec(MLFLOW_IMAGE, ["python", "-m", "http.server", "8080", "--directory", "/tmp"])
+    target["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}
+    client = _restricted_pod_spec(BUSYBOX_IMAGE, ["sleep", "3600"])
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "labels": labels}, "spec": spec}
+            for pod, labels, spec in (("target", {"app": "target"}, target), ("friend", {"role": "friend"}, client),
+                                      ("stranger", {}, client))]
+    kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": pods}), name)
+    kubectl.run("-n", name, "wait", "--for=condition=Ready", "pod", "--all", "--timeout=120s")
+    yield {"namespace": name, "ip": kubectl.get("-n", name, "pod", "target")["status"]["podIP"]}
+    kubectl.run("delete", "namespace", name, "--wait=false")
+
+
+def _reaches(kubectl, lab: dict, pod: str) -> bool:
+    """An HTTP request from `pod` to the target pod's IP gets an answer."""
+    request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n'"
+    result = kubectl.run("-n", lab["namespace"], "exec", pod, "--", "sh", "-c",
+                         f"{request} | nc -w 3 {lab['ip']} 8080", check=False)
+    return result.stdout.startswith("HTTP/1.0 200")
+
+
+def _settles(check, timeout: float = 30) -> bool:
+    """`check` turns true within `timeout` s (the policy controller applies a change within about a second)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True
+
+
+def _policy(name: str, selector: dict, ingress: list) -> str:
+    return json.dumps({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name},
+                       "spec": {"podSelector": selector, "policyTypes": ["Ingress"], "ingress": ingress}})
+
+
+def test_network_policies_are_enforced_deny_then_allow_one_labelled_client(kubectl, policy_lab):
+    namespace = policy_lab["namespace"]
+    assert _reaches(kubectl, policy_lab, "friend") and _reaches(kubectl, policy_lab, "stranger")
+    kubectl.apply(_policy("default-deny-ingress", {}, []), namespace)
+    assert _settles(lambda: not _reaches(kubectl, policy_lab, "stranger")), \
+        "a default-deny NetworkPolicy is not enforced (cluster.sh status: is kube-network-policies running?)"
+    assert not _reaches(kubectl, policy_lab, "friend")
+    kubectl.apply(_policy("friend-to-target", {"matchLabels": {"app": "target"}}, [
+        {"from": [{"podSelector": {"matchLabels": {"role": "friend"}}}], "ports": [{"port": 8080, "protocol": "TCP"}]}
+    ]), namespace)
+    assert _settles(lambda: _reaches(kubectl, policy_lab, "friend")), "the allow rule did not admit role=friend"
+    assert not _reaches(kubectl, policy_lab, "stranger")
+    # Connections from root on the node still pass (the kubelet's probes, the host's own clients).
+    with urllib.request.urlopen(f"http://{policy_lab['ip']}:8080/", timeout=10) as response:
+        assert response.status == 200
+    conditions = kubectl.get("-n", namespace, "pod", "target")["status"]["conditions"]
+    assert {"type": "Ready", "status": "True"}.items() <= next(c for c in conditions if c["type"] == "Ready").items()
+
+
+def test_egress_guard_still_drops_and_counts_traffic_of_a_policy_selected_pod(kubectl, policy_lab):
+    """The policy controller's nftables table sits beside the iptables guards and never lets a packet past them."""
+    kubectl.apply(_policy("default-deny-ingress", {}, []), policy_lab["namespace"])
+    before = _guard_drops()
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=False).stdout
+    gateway = re.search(r"default via (\S+)", routes).group(1)
+    result = kubectl.run("-n", policy_lab["namespace"], "exec", "stranger", "--", "sh", "-c",
+                         f"printf 'x' | nc -w 3 {gateway} 80", check=False)
+    assert result.returncode != 0, "a policy-selected pod reached an address outside the machine"
+    assert _guard_drops() > before, "the egress guard did not count the dropped packets"
+
+
 def _traefik_guard_drops() -> int:
     """Packets counted by the guard that drops whatever Traefik's uid sends out of the machine."""
     rules = subprocess.run(["iptables", "-L", "OUTPUT", "-v", "-n", "-x"], capture_output=True, text=True,
