@@ -214,7 +214,7 @@ def parse_model_uri(uri: str) -> ModelReference | str:
     if not isinstance(uri, str) or any(c.isspace() for c in uri):
         return expected
     if uri.startswith("runs:/"):
-        run_id, _, path = uri[len("runs:/"):].partition("/")
+        run_id, _sep, path = uri[len("runs:/"):].partition("/")
         path = path.strip("/")
         if not RUN_ID_RE.match(run_id):
             return f"{expected}: RUN_ID must be the run's 32 lower-case hex digits"
@@ -225,10 +225,10 @@ def parse_model_uri(uri: str) -> ModelReference | str:
         return expected
     rest = uri[len("models:/"):]
     if "@" in rest:
-        name, _, alias = rest.partition("@")
+        name, _sep, alias = rest.partition("@")
         problem = alias_name_problem(alias) if name and "/" not in name else expected
         return f"{expected}: {problem}" if problem else ModelReference("alias", name=name, alias=alias)
-    name, _, version = rest.partition("/")
+    name, _sep, version = rest.partition("/")
     if not name or not version or "/" in version:
         return expected
     if version == "latest":

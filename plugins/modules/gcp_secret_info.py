@@ -24,7 +24,9 @@ attributes:
     support: full
     description: Reads only; runs the same in check mode.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
+    details: Read-only; there is never a difference to show.
 author:
   - mlplatform team (@mlplatform)
 """

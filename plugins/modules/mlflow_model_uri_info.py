@@ -155,7 +155,7 @@ def pin_run_model(client: MlflowClient, reference: ModelReference) -> dict[str, 
         raise MlflowNotFoundError(f"{uri}: run {reference.run_id} is deleted")
     result = {"source": "run", "name": "", "version": 0, "model_uri": uri, "run_id": reference.run_id,
               "artifact_path": reference.artifact_path, "status": info.get("status", "")}
-    first, _, rest = reference.artifact_path.partition("/")
+    first, _sep, rest = reference.artifact_path.partition("/")
     logged = None if rest else client.find_logged_model(str(info.get("experiment_id", "")), reference.run_id, first)
     if logged:
         result["model_id"] = logged.get("model_id", "")

@@ -221,4 +221,3 @@ def _pipe(src: t.Any, dst: t.Any) -> None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
-

@@ -142,7 +142,7 @@ class FakeExternalSecretsOperator:
             "binding": {"name": secret_name},
         }}
         self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "externalsecrets", name, status)
-        self.synced.append(f"{namespace}/{name}@{wanted_version.split('-')[0]}")
+        self.synced.append(f"{namespace}/{name}@{wanted_version.split('-', maxsplit=1)[0]}")
         return True
 
     # ---- the controller loop

@@ -179,6 +179,7 @@ def test_serves_a_run_uri_and_a_version_uri_pinned(registry):
     missing = serve(registry, [*models, {"name": "bad", "model_uri": "runs:/" + "0" * 32 + "/model"}])
     assert missing.rc != 0 and "run " + "0" * 32 in missing.output, missing.output[-2000:]
     after = kubectl_json("-n", "it-serving", "deployments")["items"]
+
     def specs(items):  # generation moves with every spec change; status updates do not count
         return [(d["metadata"]["name"], d["metadata"]["generation"], d["metadata"]["annotations"]) for d in items]
 

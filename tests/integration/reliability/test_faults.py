@@ -208,8 +208,9 @@ def test_network_policies_keep_unlabelled_pods_off_the_database(platform, tally)
         kubectl("-n", "rel-mlflow", "wait", "--for=condition=Ready", "pod/rel-intruder", "--timeout=120s")
 
         def connects(host: str, port: int) -> bool:
-            return subprocess.run(["kubectl", "-n", "rel-mlflow", "exec", "rel-intruder", "--", "python", "-c",
-                                   PROBE, host, str(port)], capture_output=True, timeout=60).returncode == 0
+            probe = ["kubectl", "-n", "rel-mlflow", "exec", "rel-intruder", "--", "python", "-c", PROBE, host,
+                     str(port)]
+            return subprocess.run(probe, capture_output=True, timeout=60, check=False).returncode == 0
 
         assert connects("mlflow", 80), "the pod cannot reach the server's port, which every pod may"
         db_port = kubectl_json("-n", "rel-mlflow", "service", "mlflow-db")["spec"]["ports"][0]["port"]

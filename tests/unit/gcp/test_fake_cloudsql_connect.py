@@ -84,7 +84,7 @@ def test_only_certificates_it_issued_open_the_instance_endpoint(fake, tmp_path):
     database = socket.create_server(("127.0.0.1", 0))
 
     def echo() -> None:
-        conn, _ = database.accept()
+        conn, _address = database.accept()
         conn.sendall(conn.recv(64).upper())
         conn.close()
 

@@ -174,8 +174,8 @@ def test_the_password_reaches_the_pods_as_pgpassword_only_with_external_secrets(
         return {e["name"]: e for e in container["env"]}
 
     external = env(**ES)
-    assert external["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-credentials",
-                                                                    "key": "database-password"}
+    assert external["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "mlflow-credentials", "key": "database-password"}
     assert "PGPASSWORD" not in env()  # kubernetes source: the URI carries the password, as before
     iam = env(**ES, mlflow_server_cloudsql_iam_auth=True, mlflow_server_database_mode="cloudsql",
               mlflow_server_cloudsql_instance_connection_name="p:r:i")
