@@ -44,31 +44,32 @@ KNP_METRICS=127.0.0.1:9080
 COMPONENTS="$COMPONENTS kube-network-policies"
 
 # --- egress guards: installed before anything starts, removed only after everything stopped -------------
-guard_rules() {
-  local ifc=$1
-  echo "mangle POSTROUTING -o $ifc -s $GUARD_CIDR -j DROP"
-  echo "mangle POSTROUTING -o $ifc -d $GUARD_CIDR -j DROP"
-  echo "mangle FORWARD -o $ifc -j DROP"
-  echo "filter FORWARD -o $ifc -j DROP"
-  echo "filter OUTPUT -o $ifc -m owner --uid-owner $TRAEFIK_UID -j DROP"
+guard_rules() { # lines of: command table chain rule
+  local ifc=$1 ipt
+  echo "iptables mangle POSTROUTING -o $ifc -s $GUARD_CIDR -j DROP"
+  echo "iptables mangle POSTROUTING -o $ifc -d $GUARD_CIDR -j DROP"
+  echo "iptables mangle FORWARD -o $ifc -j DROP"
+  echo "iptables filter FORWARD -o $ifc -j DROP"
+  # Traefik's uid, over both families (this machine also has an IPv6 default route).
+  for ipt in iptables ip6tables; do echo "$ipt filter OUTPUT -o $ifc -m owner --uid-owner $TRAEFIK_UID -j DROP"; done
 }
 install_guards() {
-  local ifc table chain rule
+  local ifc ipt table chain rule
   ifc=$(external_interface)
   [ -n "$ifc" ] || die "cannot find the external interface (no default route)"
-  guard_rules "$ifc" | while read -r table chain rule; do
+  guard_rules "$ifc" | while read -r ipt table chain rule; do
     # shellcheck disable=SC2086
-    iptables -t "$table" -C "$chain" $rule 2>/dev/null || iptables -t "$table" -I "$chain" 1 $rule
+    $ipt -t "$table" -C "$chain" $rule 2>/dev/null || $ipt -t "$table" -I "$chain" 1 $rule
   done
   echo "$ifc" > "$STATE/guarded-interface"
 }
 remove_guards() {
-  local ifc table chain rule
+  local ifc ipt table chain rule
   [ -f "$STATE/guarded-interface" ] || return 0
   ifc=$(cat "$STATE/guarded-interface")
-  guard_rules "$ifc" | while read -r table chain rule; do
+  guard_rules "$ifc" | while read -r ipt table chain rule; do
     # shellcheck disable=SC2086
-    while iptables -t "$table" -D "$chain" $rule 2>/dev/null; do :; done
+    while $ipt -t "$table" -D "$chain" $rule 2>/dev/null; do :; done
   done
   rm -f "$STATE/guarded-interface"
 }
@@ -129,19 +130,16 @@ oom_score = 0
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$E/cni"
-  # Per-registry hosts, read at each pull: every public registry name resolves to loopback, so a missing image is
-  # never pulled from outside the machine; tests add mirrors there (e.g. an Artifact Registry host).
+  # Registry hosts, read at each pull: every registry name (_default; checked on containerd 1.6.20) resolves to the
+  # loopback registry, so a missing image is never pulled from outside the machine. The Artifact Registry names of
+  # the staging and prod inventories are served there by tests/integration/image_publish.
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "$E/certs.d"
 EOF
-  local registry
-  # The Artifact Registry hosts are those of the staging and prod inventories (their images are pushed to the
-  # loopback registry by tests/integration/image_publish).
-  for registry in docker.io registry.k8s.io gcr.io europe-west1-docker.pkg.dev europe-west4-docker.pkg.dev; do
-    mkdir -p "$E/certs.d/$registry"
-    printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
-      "$LOCAL_REGISTRY" "$LOCAL_REGISTRY" > "$E/certs.d/$registry/hosts.toml"
-  done
+  rm -rf "$E/certs.d"
+  mkdir -p "$E/certs.d/_default"
+  printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
+    "$LOCAL_REGISTRY" "$LOCAL_REGISTRY" > "$E/certs.d/_default/hosts.toml"
   # ipMasq off: pod traffic is never NATed to the machine's address, so nothing from a pod can leave disguised.
   cat > "$E/cni/10-bridge.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "mlplatform", "plugins": [

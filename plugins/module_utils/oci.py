@@ -278,6 +278,12 @@ class RegistryError(GoogleError):
     pass
 
 
+def is_safe_url(url: str) -> bool:
+    """https, or plain http to a loopback address (a test or local mirror): where credentials may be sent."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1"))
+
+
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """('bearer'|'basic', params) from a WWW-Authenticate header."""
     scheme, _sep, rest = header.strip().partition(" ")
@@ -309,6 +315,10 @@ class RegistryClient:
         self.sleep = sleep or time.sleep
         self.retry_log: list[str] = []
         self._authenticated = False
+        # Sent only with requests to the registry's own host (never set on the session: upload locations and
+        # token realms may name other hosts).
+        self._authorization = ""
+        self._host = urlsplit(self.base_url).netloc
 
     def _url(self, path: str) -> str:
         return f"{self.base_url}/v2/{self.repository}/{path}"
@@ -321,12 +331,17 @@ class RegistryClient:
         password = self._token()
         basic = "Basic " + base64.b64encode(f"{TOKEN_USER}:{password}".encode()).decode()
         if scheme == "basic":
-            self.session.headers["Authorization"] = basic
+            self._authorization = basic
         elif scheme == "bearer" and params.get("realm"):
             query = {"scope": f"repository:{self.repository}:pull,push"}
             if params.get("service"):
                 query["service"] = params["service"]
             realm = params["realm"]
+            if urlsplit(realm).netloc != self._host or not is_safe_url(realm):
+                raise RegistryError(
+                    f"the registry {self._host} sends its clients to the token service "
+                    f"{urlsplit(realm).netloc or realm} (another host, or plain http off loopback): the Google "
+                    "credentials are not sent there")
             response = self.session.get(
                 f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}",
                 headers={"Authorization": basic},
@@ -339,7 +354,7 @@ class RegistryClient:
                     "on the repository)"
                 )
             body = response.json()
-            self.session.headers["Authorization"] = "Bearer " + (body.get("token") or body.get("access_token") or "")
+            self._authorization = "Bearer " + (body.get("token") or body.get("access_token") or "")
         else:
             raise RegistryError(f"the registry asks for an unsupported authentication: {scheme or 'none'}")
         self._authenticated = True
@@ -350,8 +365,11 @@ class RegistryClient:
         attempt = 0
         streamed = hasattr(kwargs.get("data"), "read")
         while True:
+            headers = dict(kwargs.pop("headers", None) or {})
+            if self._authorization and urlsplit(url).netloc == self._host:
+                headers["Authorization"] = self._authorization
             try:
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+                response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
                 if streamed or attempt >= self.retries:
                     host = urlsplit(url).netloc

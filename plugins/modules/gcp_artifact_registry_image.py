@@ -16,7 +16,8 @@ description:
     byte for byte, so the digest in the registry is the archive's.
   - Talks to the registry with the OCI distribution (Docker Registry v2) API. The Google access token of the
     credentials (see the auth options) is the password of the user C(oauth2accesstoken), sent only when the
-    registry challenges and only in request headers; it never appears in arguments, results or messages.
+    registry challenges, only in request headers to the registry's own host (and to a token service on that host,
+    over HTTPS); it never appears in arguments, results or messages.
 options:
   archive:
     description: Path of the OCI archive on the machine the module runs on.
@@ -46,8 +47,8 @@ options:
   registry_url:
     description:
       - Base URL to send the registry requests to instead of C(https://LOCATION-docker.pkg.dev), for tests and
-        pull-through mirrors; an C(http://) URL means plain HTTP. The image keeps its Artifact Registry name in the
-        results.
+        pull-through mirrors. It must be C(https://), or C(http://) to a loopback address (plain HTTP, for tests).
+        The image keeps its Artifact Registry name in the results.
     type: str
   state:
     description: V(present) is the only state; delete images with C(gcloud artifacts docker images delete).
@@ -125,6 +126,7 @@ from ansible_collections.mlplatform.mlflow.plugins.module_utils.oci import (
     check_image_name,
     check_location,
     check_tag,
+    is_safe_url,
     read_oci_archive,
 )
 
@@ -149,8 +151,9 @@ def run(module: GoogleModule) -> dict:
         ]
     )
     registry_url = p["registry_url"] or f"https://{artifact_registry_host(p['location'])}"
-    if not registry_url.startswith(("http://", "https://")):
-        module.fail(f"option registry_url: '{registry_url}' is not an http:// or https:// URL")
+    if not is_safe_url(registry_url):
+        module.fail(f"option registry_url: '{registry_url}' must be an https:// URL (plain http:// only to a loopback "
+                    "address: the Google access token is sent to it)")
     local = read_oci_archive(p["archive"], p["archive_tag"] or "")
     path = f"{project}/{p['repository']}/{p['name']}"
     name = f"{artifact_registry_host(p['location'])}/{path}"

@@ -65,6 +65,9 @@ ROLE_CASES = [
     ("mlflow_server", {**SERVER, "mlflow_server_secret_source": "external_secrets"},
      "mlflow_server_external_secrets_store_name"),
     ("mlflow_server", {**SERVER, "mlflow_server_secret_source": "external_secrets",
+                       "mlflow_server_external_secrets_store_name": "s", "mlflow_server_auth_admin_password": "x"},
+     "remove mlflow_server_auth_admin_password from the inventory"),
+    ("mlflow_server", {**SERVER, "mlflow_server_secret_source": "external_secrets",
                        "mlflow_server_external_secrets_store_name": "s",
                        "mlflow_server_external_secrets_store_kind": "VaultStore"},
      "mlflow_server_external_secrets_store_kind"),
@@ -98,6 +101,8 @@ ROLE_CASES = [
      "mlflow_server_cloudsql_credentials_file must be a Google service-account key (JSON, as `gcloud iam "
      "service-accounts keys create` writes it), but the file /nonexistent/key.json does not exist"),
     ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials_file": "/etc/hostname"}, "it is not JSON"),
+    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_proxy_extra_args": ["--json-credentials={}"]},
+     "mlflow_server_cloudsql_proxy_extra_args must not carry --json-credentials"),
     ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials": '{"type": "authorized_user"}'},
      'mlflow_server_cloudsql_credentials must be a Google service-account key'),
     ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials": {"type": "service_account"}},

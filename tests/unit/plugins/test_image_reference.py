@@ -198,3 +198,71 @@ def test_inventories_deploy_the_artifact_registry_image_by_digest_when_known(env
     assert by_digest["gcp_resources_image_tag"] == "3.17.2"
     bad = rendered(environment, mlplatform_image_digest="sha256:abc")["mlflow_server_image"]
     assert "not an image digest" in image_reference_problem(bad)
+
+
+class _Response:
+    def __init__(self, status: int, headers: dict | None = None, body: dict | None = None) -> None:
+        self.status_code, self.headers, self._body = status, headers or {}, body or {}
+        self.content, self.text = json.dumps(self._body).encode(), json.dumps(self._body)
+
+    def json(self) -> dict:
+        return self._body
+
+
+class _Session:
+    """Answers from a script of (method, url-prefix) -> response and records each request's headers."""
+
+    def __init__(self, answers: list) -> None:
+        self.headers: dict = {}
+        self.answers, self.seen = answers, []
+
+    def request(self, method, url, headers=None, timeout=None, **kwargs):
+        self.seen.append((method, url, dict(headers or {})))
+        for i, (want_method, prefix, response) in enumerate(self.answers):
+            if method == want_method and url.startswith(prefix):
+                del self.answers[i]
+                return response
+        raise AssertionError(f"unexpected {method} {url}")
+
+    def get(self, url, headers=None, timeout=None):
+        return self.request("GET", url, headers=headers, timeout=timeout)
+
+
+def _client(session, base="https://europe-west1-docker.pkg.dev"):
+    return oci.RegistryClient(base, "p/mlflow/mlflow-server", lambda: "ya29.secret", session=session,
+                              sleep=lambda _s: None)
+
+
+def test_credentials_go_only_to_the_registry_host():
+    base = "https://europe-west1-docker.pkg.dev"
+    session = _Session([
+        ("GET", f"{base}/v2/", _Response(401, {"WWW-Authenticate": 'Basic realm="ar"'})),
+        ("GET", f"{base}/v2/", _Response(200)),
+        ("POST", f"{base}/v2/p/mlflow/mlflow-server/blobs/uploads/",
+         _Response(202, {"Location": "https://storage.example.net/upload/1"})),
+        ("PATCH", "https://storage.example.net/upload/1", _Response(202)),
+        ("PUT", "https://storage.example.net/upload/1", _Response(201)),
+    ])
+    client = _client(session)
+    client.ping()
+    client.upload_blob(DIGEST, 3, io.BytesIO(b"abc"))
+    assert "Authorization" not in session.headers
+    sent = {(method, url.split("?")[0]): "Authorization" in headers for method, url, headers in session.seen}
+    assert sent[("GET", f"{base}/v2/")] is True and sent[("POST", f"{base}/v2/p/mlflow/mlflow-server/blobs/uploads/")]
+    assert not sent[("PATCH", "https://storage.example.net/upload/1")]
+    assert not sent[("PUT", "https://storage.example.net/upload/1")]
+
+
+@pytest.mark.parametrize("realm", ["https://tokens.example.net/token", "http://europe-west1-docker.pkg.dev/v2/token"])
+def test_a_token_service_elsewhere_gets_no_credentials(realm):
+    session = _Session([("GET", "https://europe-west1-docker.pkg.dev/v2/",
+                         _Response(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="ar"'}))])
+    with pytest.raises(oci.RegistryError, match="credentials are not sent there"):
+        _client(session).ping()
+    assert len(session.seen) == 1
+
+
+@pytest.mark.parametrize("url, safe", [("https://r.example", True), ("http://127.0.0.1:5000", True),
+                                       ("http://localhost:5000", True), ("http://mirror.example", False)])
+def test_plain_http_only_to_loopback(url, safe):
+    assert oci.is_safe_url(url) is safe

@@ -185,3 +185,17 @@ def test_the_password_reaches_the_pods_as_pgpassword_only_with_external_secrets(
 def test_the_kubernetes_source_still_renders_the_secret():
     docs = [d for d in render("foundation.yaml.j2") if d["kind"] in ("ExternalSecret", "Secret")]
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("Secret", "mlflow-credentials")]
+
+
+def test_gc_cronjob_reaches_cloud_sql_through_the_proxy():
+    """mlflow gc connects to 127.0.0.1 like the server: with Cloud SQL it needs the Auth Proxy beside it."""
+    cloudsql = {"mlflow_server_gc_enabled": True, "mlflow_server_database_mode": "cloudsql",
+                "mlflow_server_cloudsql_instance_connection_name": "p:europe-west1:mlflow",
+                "_mlflow_server_db_host": "127.0.0.1", "_mlflow_server_cloudsql_key": '{"type": "service_account"}'}
+    pod = render("cronjob-gc.yaml.j2", **cloudsql)[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    proxy = pod["initContainers"][0]
+    assert proxy["name"] == "cloud-sql-proxy" and proxy["restartPolicy"] == "Always"
+    assert "--credentials-file=/var/run/secrets/cloudsql/credentials.json" in proxy["args"]
+    assert {"name": "cloudsql-credentials"}.items() <= pod["volumes"][-1].items()
+    in_cluster = render("cronjob-gc.yaml.j2", mlflow_server_gc_enabled=True)[0]
+    assert "initContainers" not in in_cluster["spec"]["jobTemplate"]["spec"]["template"]["spec"]

@@ -26,3 +26,13 @@ def test_defaults_equal_argument_spec_defaults(role):
         assert name.startswith(f"{role}_"), f"{name} is not prefixed with the role name"
         assert option.get("description"), f"{name} has no description"
         assert option.get("required") or name in defaults, f"{name} is neither required nor defaulted"
+
+
+def test_the_cloud_sql_proxy_default_is_the_version_the_local_image_is_built_from():
+    import re
+
+    images = (ROLES.parent / "cluster" / "images.sh").read_text()
+    built = re.search(r"^CLOUD_SQL_PROXY_VERSION=v(\S+)", images, re.MULTILINE).group(1)
+    default = yaml.safe_load((ROLES / "mlflow_server" / "defaults" / "main.yml").read_text())[
+        "mlflow_server_cloudsql_proxy_image"]
+    assert default == f"gcr.io/cloud-sql-connectors/cloud-sql-proxy:{built}"
