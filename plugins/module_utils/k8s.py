@@ -194,12 +194,8 @@ def list_set(client: DynamicClient, set_name: str, namespace: str | None,
     return found
 
 
-def delete(client: DynamicClient, obj: dict[str, Any], dry_run: bool, timeout: float = 180) -> None:
-    """Delete with foreground propagation and wait until the object is gone.
-
-    Returning earlier would let a following apply of the same name land on the terminating object, which then
-    disappears (seen with serving candidates recreated right after their predecessor's removal).
-    """
+def delete(client: DynamicClient, obj: dict[str, Any], dry_run: bool) -> None:
+    """Ask for a deletion with foreground propagation; wait_until_gone() waits for it to finish."""
     resource = _resource(client, obj["apiVersion"], obj["kind"])
     meta = obj["metadata"]
     body = {"propagationPolicy": "Foreground"}
@@ -211,13 +207,20 @@ def delete(client: DynamicClient, obj: dict[str, Any], dry_run: bool, timeout: f
         return
     except Exception as exc:
         raise _api_error(exc, "deleting", object_ref(obj)) from exc
-    if dry_run:
-        return
+
+
+def wait_until_gone(client: DynamicClient, objs: list[dict[str, Any]], timeout: float = 180) -> None:
+    """Wait until every object is gone (deletions asked for together terminate together).
+
+    Returning earlier would let a following apply of the same name land on the terminating object, which then
+    disappears (seen with serving candidates recreated right after their predecessor's removal).
+    """
     deadline = time.monotonic() + timeout
-    while get(client, obj) is not None:
-        if time.monotonic() > deadline:
-            raise K8sError(f"{object_ref(obj)} was still terminating {timeout:.0f} s after its deletion")
-        time.sleep(0.5)
+    for obj in objs:
+        while get(client, obj) is not None:
+            if time.monotonic() > deadline:
+                raise K8sError(f"{object_ref(obj)} was still terminating {timeout:.0f} s after its deletion")
+            time.sleep(0.5)
 
 
 def same_identity(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -150,15 +150,19 @@ def run(module, client):
             diffs.append({"before_header": ref, "after_header": ref, "before": _yaml(before), "after": _yaml(after)})
     if p["state"] == "absent" or p["prune"]:
         kinds = p["prune_kinds"] or k8s.DEFAULT_PRUNE_KINDS
+        deleted = []
         for obj in k8s.list_set(client, p["name"], p["namespace"], kinds):
             if any(k8s.same_identity(obj, d) for d in desired):
                 continue
             k8s.delete(client, obj, dry_run=module.check_mode)
+            deleted.append(obj)
             ref = k8s.object_ref(obj)
             objects.append(_entry(obj, "deleted"))
             changed.append(ref)
             diffs.append({"before_header": ref, "after_header": ref,
                           "before": _yaml(k8s.normalize(obj)), "after": ""})
+        if not module.check_mode:
+            k8s.wait_until_gone(client, deleted)
     return objects, changed, diffs
 
 
