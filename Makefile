@@ -12,8 +12,8 @@ bootstrap:
 deploy: bootstrap
 	scripts/deploy.sh $(INVENTORY)
 
-## Run every test: lint, sanity, unit, then the tiers that need the local cluster.
-test: bootstrap
+## Run every test: lint, sanity, unit, then the tiers that need the local cluster (scripts/test.sh bootstraps).
+test:
 	scripts/test.sh
 
 cluster-up:
@@ -25,13 +25,13 @@ cluster-destroy:
 cluster-status:
 	cluster/cluster.sh status
 
-lint: bootstrap
+lint:
 	scripts/test.sh lint
-sanity: bootstrap
+sanity:
 	scripts/test.sh sanity
-unit: bootstrap
+unit:
 	scripts/test.sh unit
-integration: bootstrap
+integration:
 	scripts/test.sh integration
 
 build: bootstrap

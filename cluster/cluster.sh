@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The bundled single-node Kubernetes: `cluster.sh up | down | destroy | status`.
-#   up       build what is missing (binaries, images), then start every component; a no-op when all run
+# The bundled single-node Kubernetes: `cluster.sh build | up | down | destroy | status`.
+#   build    build what is missing: the binaries (build.sh) and the images (images.sh), side by side
+#   up       build, then start every component; a no-op when all run
 #   down     stop everything and remove every process, mount, bridge, cgroup and iptables rule; keep the data
 #   destroy  down, then delete the cluster's data too (binaries and images stay cached)
 #   status   print each component's state; exit 0 when the cluster is healthy, 3 when it is stopped, 1 otherwise
@@ -353,6 +354,21 @@ start_kube_network_policies() {
   wait_for "the nftables table of kube-network-policies" 60 nft list table inet "$KNP_TABLE"
 }
 
+cmd_build() {
+  local images_pid rc=0
+  [ "$(id -u)" = 0 ] || die "must run as root"
+  # The Go compiles (CPU) and the images that need none of their binaries (debootstrap, pip: mostly network and
+  # disk) run side by side; pause and CoreDNS, packed from binaries, follow.
+  # shellcheck disable=SC2046
+  "$CLUSTER_DIR/images.sh" build $("$CLUSTER_DIR/images.sh" names --without-binaries) &
+  images_pid=$!
+  "$CLUSTER_DIR/build.sh" || rc=$?
+  wait "$images_pid" || rc=$?
+  [ "$rc" = 0 ] || die "the build failed (messages above)"
+  # shellcheck disable=SC2046
+  "$CLUSTER_DIR/images.sh" build $("$CLUSTER_DIR/images.sh" names --with-binaries)
+}
+
 cmd_up() {
   local ip t0=$SECONDS
   [ "$(id -u)" = 0 ] || die "must run as root"
@@ -364,8 +380,7 @@ cmd_up() {
     log "no component running: cleaning what an unclean stop left behind"
     cleanup_host
   fi
-  "$CLUSTER_DIR/build.sh"
-  "$CLUSTER_DIR/images.sh" build
+  cmd_build
   ip=$(node_ip)
   sysctl -qw net.ipv4.ip_forward=1 fs.inotify.max_user_instances=512 net.bridge.bridge-nf-call-iptables=1
   write_config "$ip"
@@ -455,9 +470,10 @@ cmd_status() {
 }
 
 case "${1:-}" in
+  build) cmd_build ;;
   up) cmd_up ;;
   down) cmd_down ;;
   destroy) cmd_destroy ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|destroy|status" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|down|destroy|status" >&2; exit 2 ;;
 esac

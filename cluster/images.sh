@@ -5,7 +5,9 @@
 #                                         the current definition already exists
 #   cluster/images.sh list [NAME...]      print "<reference>\t<archive>" per image, for the current definitions
 #                                         (whether built or not: `build` first)
-#   cluster/images.sh names               print the image names
+#   cluster/images.sh names [--with-binaries | --without-binaries]
+#                                         print the image names (only those packed from binaries of build.sh,
+#                                         or only the others)
 #
 # Each image lands in $IMAGE_DIR/<repository basename>-<tag>-<content hash>.oci.tar: an OCI image layout, tarred,
 # one manifest whose ref.name is the tag and whose io.containerd.image.name is the full reference, so both
@@ -474,6 +476,19 @@ cmd_list() {
   done
 }
 
+cmd_names() {
+  local name
+  for name in "${ALL_IMAGES[@]}"; do
+    case ${1:-} in
+      "") ;;
+      --with-binaries) define "$name"; [ "$USES_BIN" = 1 ] || continue ;;
+      --without-binaries) define "$name"; [ "$USES_BIN" = 0 ] || continue ;;
+      *) die "usage: images.sh names [--with-binaries | --without-binaries]" ;;
+    esac
+    echo "$name"
+  done
+}
+
 cmd_build() {
   local names=("${@:-${ALL_IMAGES[@]}}") name start f built=0 failed=()
   [ "$(id -u)" = 0 ] || die "building images needs root (debootstrap, chroot, mounts)"
@@ -513,7 +528,7 @@ cmd_build() {
 case ${1:-build} in
   build) shift || true; cmd_build "$@" ;;
   list) shift; cmd_list "$@" ;;
-  names) printf '%s\n' "${ALL_IMAGES[@]}" ;;
+  names) shift; cmd_names "$@" ;;
   -h | --help | help) sed -n '2,/^# shellcheck/{/^# shellcheck/d; s/^# \{0,1\}//p}' "$0" ;;
   *) cmd_build "$@" ;;
 esac

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up this machine for the collection: Debian packages, a Python >= 3.12 virtualenv with the pinned packages,
 # and the collection on Ansible's collection path. Idempotent; a second run takes about a second.
+# `bootstrap.sh packages` installs only the Debian packages (scripts/test.sh starts the cluster build after them).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MLP_CACHE=${MLP_CACHE:-/var/cache/mlplatform}
@@ -56,6 +57,7 @@ link_collection() {
 }
 
 install_debian_packages
+[ "${1:-}" != packages ] || exit 0
 install_python_packages "$(find_python)"
 link_collection
 log "ready: . scripts/env.sh  (or use make targets)"

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.mlplatform.mlflow.plugins.module_utils import oci
+
 from ..ansible_run import ROOT, run_playbook
 from .registry import running_registry
 
@@ -52,6 +54,14 @@ def archive_digest(archive: Path) -> str:
         index = json.load(tar.extractfile("./index.json"))
     (manifest,) = index["manifests"]
     return manifest["digest"]
+
+
+def test_the_mlflow_archive_of_images_sh_reads_as_one_tagged_image():
+    reference = subprocess.run([str(ROOT / "cluster" / "images.sh"), "list", "mlflow"], capture_output=True,
+                               text=True, check=True, timeout=60).stdout.split("\t")[0]
+    image = oci.read_oci_archive(str(mlflow_archive()))
+    assert reference.endswith(":" + image.ref_name)
+    assert len(image.blobs) == 3 and image.digest.startswith("sha256:")
 
 
 def registry_digest(url: str, tag: str) -> str | None:
