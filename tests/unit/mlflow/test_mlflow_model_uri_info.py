@@ -1,9 +1,10 @@
-"""mlflow_model_uri_info: URI parsing and pinning decisions (no I/O)."""
+"""mlflow_model_uri_info: URI parsing and pinning decisions (no I/O); the preflight filter over the same grammar."""
 
 from __future__ import annotations
 
 import pytest
 
+from ansible_collections.mlplatform.mlflow.plugins.filter.models import model_uri_problem
 from ansible_collections.mlplatform.mlflow.plugins.module_utils.mlflow import ModelReference, parse_model_uri
 from ansible_collections.mlplatform.mlflow.plugins.modules import mlflow_model_uri_info as mod
 
@@ -43,6 +44,12 @@ def test_parse_model_uri_accepts(uri: str, expected: ModelReference) -> None:
 def test_parse_model_uri_rejects(uri: str, detail: str) -> None:
     problem = parse_model_uri(uri)
     assert isinstance(problem, str) and detail in problem and repr(uri) in problem
+
+
+def test_the_preflight_filter_says_what_the_parser_says() -> None:
+    assert model_uri_problem("models:/iris@champion") == "" and model_uri_problem(f"runs:/{RUN}/model") == ""
+    assert "VERSION must be a positive integer" in model_uri_problem("models:/iris/0")
+    assert "must be one of" in model_uri_problem(None) and "must be one of" in model_uri_problem(3)
 
 
 def test_registry_pin_and_readiness() -> None:
