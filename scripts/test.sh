@@ -11,7 +11,7 @@ STAGES=("$@")
 failed_stages=()
 cluster_build=
 
-# The integration stage needs the local cluster's binaries and images (about half an hour to build cold, nothing
+# The integration stage needs the local cluster's binaries and images (about 22 minutes to build cold, nothing
 # when cached): their build starts first, in the background, and runs while the virtualenv is made and the other
 # stages run. It needs only the Debian packages, installed before it (one apt at a time).
 scripts/bootstrap.sh packages || exit 1
