@@ -40,12 +40,17 @@ MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json, application/vnd.o
                   "application/vnd.docker.distribution.manifest.v2+json")
 
 
-def mlflow_archive() -> Path:
+def mlflow_listing() -> tuple[str, Path]:
+    """The mlflow image's reference and its archive, as cluster/images.sh lists them (built by cluster.sh build)."""
     proc = subprocess.run([str(ROOT / "cluster" / "images.sh"), "list", "mlflow"], capture_output=True, text=True,
                           check=True, timeout=60)
-    archive = Path(proc.stdout.strip().split("\t")[1])
-    assert archive.is_file(), f"{archive} is missing: run cluster/images.sh build mlflow"
-    return archive
+    reference, archive = proc.stdout.strip().split("\t")
+    assert Path(archive).is_file(), f"{archive} is missing: run cluster/images.sh build mlflow"
+    return reference, Path(archive)
+
+
+def mlflow_archive() -> Path:
+    return mlflow_listing()[1]
 
 
 def archive_digest(archive: Path) -> str:
@@ -57,9 +62,8 @@ def archive_digest(archive: Path) -> str:
 
 
 def test_the_mlflow_archive_of_images_sh_reads_as_one_tagged_image():
-    reference = subprocess.run([str(ROOT / "cluster" / "images.sh"), "list", "mlflow"], capture_output=True,
-                               text=True, check=True, timeout=60).stdout.split("\t")[0]
-    image = oci.read_oci_archive(str(mlflow_archive()))
+    reference, archive = mlflow_listing()
+    image = oci.read_oci_archive(str(archive))
     assert reference.endswith(":" + image.ref_name)
     assert len(image.blobs) == 3 and image.digest.startswith("sha256:")
 
