@@ -1,83 +1,200 @@
-"""First converge to Ready and no-op converge of mlflow_server, beside kubectl apply --server-side of the same objects.
+"""Converge speed: the whole platform's no-op and --check --diff, and the server's first converge to Ready, each
+beside `kubectl apply --server-side` of the same objects, alternated in one run; plus a per-task profile.
 
-The role's first converge includes what kubectl cannot do: the backup/artifact-check/migration Job before the
-rollout. The kubectl side applies the role's own rendered objects (read back from the cluster) into a second
-namespace and waits for the same Deployments and StatefulSets to be Ready.
+    python benchmarks/bench_converge.py [--rounds 5] [--root CHECKOUT] [--skip-first]
+
+--root runs another checkout's playbooks (an older commit, for a before/after profile) on the same cluster; the
+results then go to results/converge-<name of that folder>.json. The no-op is `site.yml -i inventories/local` with
+one served model (a registered iris model, alias champion). Every ansible-playbook run is profiled by
+benchmarks/callback_plugins/converge_profile.py; the profile of the median no-op is saved with the figures.
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
 import json
+import os
+import statistics
+import subprocess
+import tempfile
 import time
+from collections import defaultdict
+from pathlib import Path
 
-from common import kubectl, kubectl_json, run_playbook, save, timed
+from common import ROOT, kubectl, kubectl_json, save
 
-ROLE_NS, KUBECTL_NS = "bench-role", "bench-kubectl"
-PLAYBOOK = "benchmarks/converge.yml"
-KINDS = "serviceaccounts,secrets,configmaps,services,statefulsets,deployments,networkpolicies,persistentvolumeclaims"
-
-
-def role_converge() -> float:
-    seconds, result = timed(run_playbook, PLAYBOOK, {"bench_namespace": ROLE_NS})
-    assert result.rc == 0, result.output[-3000:]
-    return seconds
+SERVED = [{"name": "iris", "model": "bench-converge-iris", "alias": "champion", "replicas": 1}]
+TRACKING = "http://127.0.0.1:30500"
+COPY_NS = "bench-kubectl"  # where kubectl applies the same objects
+FIRST_ROLE_NS, FIRST_KUBECTL_NS = "bench-first-role", "bench-first-kubectl"
 
 
-def exported_objects() -> list[dict]:
-    items = kubectl_json("-n", ROLE_NS, KINDS, "-l", "mlplatform.mlflow/object-set")["items"]
+def playbook(root: Path, path: str, extra: dict, inventory: str, check: bool = False) -> tuple[float, dict, str]:
+    """(seconds, profile, output) of one ansible-playbook run of the checkout at root."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as variables, \
+            tempfile.NamedTemporaryFile(suffix=".json", delete=False) as profile:
+        json.dump(extra, variables)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(root / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "benchmarks" / "callback_plugins"),
+           "ANSIBLE_CALLBACKS_ENABLED": "converge_profile", "CONVERGE_PROFILE": profile.name}
+    args = ["ansible-playbook", "-i", inventory, path, "-e", f"@{variables.name}"] + (["--check", "--diff"] if check
+                                                                                       else [])
+    start = time.monotonic()
+    proc = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - start
+    os.unlink(variables.name)
+    data = json.loads(Path(profile.name).read_text() or "{}")
+    os.unlink(profile.name)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{path} failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
+    return seconds, data, proc.stdout
+
+
+def changed(output: str) -> int:
+    return int(output.rsplit("changed=", 1)[1].split()[0])
+
+
+def register_model() -> None:
+    secret = kubectl_json("-n", "mlflow", "secret", "mlflow-credentials")
+    os.environ.update(MLFLOW_TRACKING_URI=TRACKING, MLFLOW_TRACKING_USERNAME="admin",
+                      MLFLOW_TRACKING_PASSWORD=base64.b64decode(secret["data"]["admin-password"]).decode())
+    import mlflow
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    client = mlflow.MlflowClient()
+    name = SERVED[0]["model"]
+    if client.search_registered_models(f"name = '{name}'"):
+        return
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    mlflow.set_experiment(name)
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(LogisticRegression(max_iter=500).fit(X, y), name="model", input_example=X.head(1),
+                                 registered_model_name=name)
+    client.set_registered_model_alias(name, "champion", 1)
+
+
+def live_objects(namespaces: list[str]) -> list[dict]:
+    """The converged objects the roles applied, as a client would send them, moved to COPY_NS (names prefixed by
+    their namespace so that both namespaces' objects fit)."""
+    kinds = ("serviceaccounts,secrets,configmaps,services,statefulsets,deployments,networkpolicies,"
+             "persistentvolumeclaims,poddisruptionbudgets,ingresses,cronjobs,roles,rolebindings")
     objects = []
-    for item in items:
-        meta = item["metadata"]
-        if item["kind"] == "PersistentVolumeClaim" and meta["name"].startswith("data-"):
-            continue  # created by the StatefulSet
-        clean = {"apiVersion": item["apiVersion"], "kind": item["kind"],
-                 "metadata": {"name": meta["name"], "namespace": KUBECTL_NS, "labels": meta.get("labels", {})}}
-        for field in ("spec", "data", "type"):
-            if field in item:
-                clean[field] = item[field]
-        spec = clean.get("spec", {})
-        if item["kind"] == "Service":
-            spec = {k: v for k, v in spec.items() if k not in ("clusterIP", "clusterIPs")}
-            for port in spec.get("ports", []):
-                port.pop("nodePort", None)
-            spec["type"] = "ClusterIP"
-            clean["spec"] = spec
-        if item["kind"] == "PersistentVolumeClaim":
-            clean["spec"] = {k: v for k, v in spec.items() if k in ("accessModes", "resources", "storageClassName")}
-        objects.append(clean)
+    for ns in namespaces:
+        for item in kubectl_json("-n", ns, kinds, "-l", "mlplatform.mlflow/object-set")["items"]:
+            meta = item["metadata"]
+            if item["kind"] == "PersistentVolumeClaim" and meta["name"].startswith("data-"):
+                continue
+            spec = dict(item.get("spec") or {})
+            if item["kind"] == "Service":
+                spec = {k: v for k, v in spec.items() if k not in ("clusterIP", "clusterIPs")}
+                spec["ports"] = [{k: v for k, v in p.items() if k != "nodePort"} for p in spec.get("ports", [])]
+                spec["type"] = "ClusterIP"
+            if item["kind"] == "PersistentVolumeClaim":
+                spec = {k: v for k, v in spec.items() if k in ("accessModes", "resources", "storageClassName")}
+            if item["kind"] == "Ingress":
+                spec["rules"] = [{**r, "host": f"{ns}-{r.get('host', 'x')}"} for r in spec.get("rules", [])]
+            clean = {"apiVersion": item["apiVersion"], "kind": item["kind"],
+                     "metadata": {"name": meta["name"], "namespace": COPY_NS, "labels": meta.get("labels", {})}}
+            clean.update({k: item[k] for k in ("data", "type") if k in item})
+            if spec:
+                clean["spec"] = spec
+            objects.append(clean)
+    names = defaultdict(int)
+    for obj in objects:  # two namespaces moved into one: a name both use gets a suffix
+        key = (obj["kind"], obj["metadata"]["name"])
+        names[key] += 1
+        if names[key] > 1:
+            obj["metadata"]["name"] += f"-{names[key]}"
     return objects
 
 
-def kubectl_apply(objects: list[dict]) -> None:
+def kubectl_apply(objects: list[dict], namespace: str = COPY_NS) -> None:
+    for obj in objects:
+        obj["metadata"]["namespace"] = namespace
     kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-",
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
 
 
-def kubectl_first(objects: list[dict]) -> float:
-    kubectl("create", "namespace", KUBECTL_NS)
-    kubectl("label", "namespace", KUBECTL_NS, "pod-security.kubernetes.io/enforce=restricted")
+def timed(fn, *args) -> float:
     start = time.monotonic()
-    kubectl_apply(objects)
-    kubectl("-n", KUBECTL_NS, "rollout", "status", "statefulset/mlflow-db", "--timeout=300s")
-    kubectl("-n", KUBECTL_NS, "rollout", "status", "deployment/mlflow", "--timeout=300s")
+    fn(*args)
     return time.monotonic() - start
 
 
+def by_kind(profile: dict) -> dict[str, dict]:
+    totals: dict[str, dict] = defaultdict(lambda: {"tasks": 0, "seconds": 0.0})
+    for task in profile.get("tasks", []):
+        totals[task["kind"]]["tasks"] += 1
+        totals[task["kind"]]["seconds"] = round(totals[task["kind"]]["seconds"] + task.get("seconds", 0), 3)
+    return dict(totals)
+
+
+def median_run(runs: list[tuple[float, dict, str]]) -> tuple[float, dict, str]:
+    return sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+
+
 def main() -> None:
-    for ns in (ROLE_NS, KUBECTL_NS):
-        kubectl("delete", "namespace", ns, "--wait=true", "--ignore-not-found")
-    first = role_converge()
-    noop = [role_converge() for _ in range(3)]
-    objects = exported_objects()
-    k_first = kubectl_first(objects)
-    k_noop = [timed(kubectl_apply, objects)[0] for _ in range(3)]
-    results = {"role_first_converge_s": round(first, 1), "role_noop_converge_s": [round(s, 2) for s in noop],
-               "kubectl_first_apply_to_ready_s": round(k_first, 1),
-               "kubectl_noop_apply_s": [round(s, 2) for s in k_noop], "objects": len(objects)}
-    save("converge", results)
-    print(json.dumps(results, indent=2))
-    for ns in (ROLE_NS, KUBECTL_NS):
-        kubectl("delete", "namespace", ns, "--wait=false")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--skip-first", action="store_true", help="skip the first-converge comparison")
+    args = parser.parse_args()
+    root = args.root.resolve()
+    site = ("playbooks/site.yml", {"model_serving_models": SERVED}, "inventories/local")
+
+    playbook(root, site[0], {}, site[2])  # the platform, converged
+    register_model()
+    playbook(root, *site)  # and the served model
+    kubectl("create", "namespace", COPY_NS, check=False)
+    objects = live_objects(["mlflow", "mlflow-serving"])
+    kubectl_apply(objects)
+
+    noop, check, k_noop = [], [], []
+    for _ in range(args.rounds):  # alternated: role, kubectl, role --check --diff, kubectl
+        noop.append(playbook(root, *site))
+        k_noop.append(timed(kubectl_apply, objects))
+        check.append(playbook(root, *site, check=True))
+        k_noop.append(timed(kubectl_apply, objects))
+    assert all(changed(out) == 0 for _s, _p, out in noop + check), "a no-op run changed something"
+    assert all("+++ after" not in out for _s, _p, out in check), "--check --diff printed a diff on a no-op"
+    results = {
+        "root": str(root), "rounds": args.rounds, "objects": len(objects),
+        "noop_site_s": [round(s, 2) for s, _p, _o in noop], "noop_site_median_s": round(median_run(noop)[0], 2),
+        "check_diff_site_s": [round(s, 2) for s, _p, _o in check],
+        "check_diff_site_median_s": round(median_run(check)[0], 2),
+        "kubectl_noop_apply_s": [round(s, 2) for s in k_noop],
+        "kubectl_noop_apply_median_s": round(statistics.median(k_noop), 2),
+        "noop_profile_by_kind": by_kind(median_run(noop)[1]),
+        "noop_profile": median_run(noop)[1],
+    }
+    results["noop_vs_kubectl"] = round(results["noop_site_median_s"] / results["kubectl_noop_apply_median_s"], 1)
+    if not args.skip_first:
+        role_first, kubectl_first, server_objects = [], [], []
+        for _ in range(args.rounds):
+            for ns in (FIRST_ROLE_NS, FIRST_KUBECTL_NS):
+                kubectl("delete", "namespace", ns, "--wait=true", "--ignore-not-found")
+            seconds, _profile, _out = playbook(root, "benchmarks/converge.yml", {"bench_namespace": FIRST_ROLE_NS},
+                                               "tests/integration/inventory.yml")
+            role_first.append(seconds)
+            server_objects = server_objects or live_objects([FIRST_ROLE_NS])  # what the role applied, once
+            kubectl("create", "namespace", FIRST_KUBECTL_NS)
+            kubectl("label", "namespace", FIRST_KUBECTL_NS, "pod-security.kubernetes.io/enforce=restricted")
+            start = time.monotonic()
+            kubectl_apply(server_objects, FIRST_KUBECTL_NS)
+            for workload in ("statefulset/mlflow-db", "deployment/mlflow"):
+                kubectl("-n", FIRST_KUBECTL_NS, "rollout", "status", workload, "--timeout=300s")
+            kubectl_first.append(time.monotonic() - start)
+        results.update({"first_converge_role_s": [round(s, 1) for s in role_first],
+                        "first_converge_role_median_s": round(statistics.median(role_first), 1),
+                        "first_apply_kubectl_to_ready_s": [round(s, 1) for s in kubectl_first],
+                        "first_apply_kubectl_median_s": round(statistics.median(kubectl_first), 1)})
+        for ns in (FIRST_ROLE_NS, FIRST_KUBECTL_NS):
+            kubectl("delete", "namespace", ns, "--wait=false")
+    kubectl("delete", "namespace", COPY_NS, "--wait=false")
+    save("converge" if root == ROOT else f"converge-{root.name}", results)
+    print(json.dumps({k: v for k, v in results.items() if k != "noop_profile"}, indent=2))
 
 
 if __name__ == "__main__":

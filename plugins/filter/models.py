@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
-from ansible_collections.mlplatform.mlflow.plugins.module_utils.mlflow import parse_model_uri
-
 
 def model_uri_problem(value: object) -> str:
     """'' when value is a model URI model_serving can serve, else the reason (the grammar of parse_model_uri)."""
+    # Imported here, not at the top: Ansible loads every filter file of the collection to find any one filter, in
+    # every task that uses one, and mlflow.py brings AnsibleModule and requests (about 0.1 s).
+    from ansible_collections.mlplatform.mlflow.plugins.module_utils.mlflow import parse_model_uri
+
     parsed = parse_model_uri(value)
     return parsed if isinstance(parsed, str) else ""
 

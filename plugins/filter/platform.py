@@ -57,20 +57,6 @@ def allowed_hosts(service: str, namespace: str, extra: list[str] | None = None) 
     return hosts
 
 
-def rollout_complete(deployment: dict) -> bool:
-    """True when every replica runs the newest template and is available; raises when the rollout is stuck."""
-    spec, status = deployment.get("spec", {}), deployment.get("status", {})
-    for condition in status.get("conditions", []):
-        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            name = deployment.get("metadata", {}).get("name")
-            raise AnsibleFilterError(f"Deployment {name} exceeded its progress deadline: {condition.get('message')}")
-    wanted = spec.get("replicas", 1)
-    return (status.get("observedGeneration", 0) >= deployment.get("metadata", {}).get("generation", 1)
-            and status.get("updatedReplicas", 0) == wanted
-            and status.get("availableReplicas", 0) == wanted
-            and status.get("replicas", 0) == wanted)
-
-
 def restorable(obj: dict) -> dict:
     """A live object reduced to what re-applying it needs (for rolling back to it)."""
     meta = obj.get("metadata", {})
@@ -113,5 +99,5 @@ class FilterModule:
     def filters(self):
         return {"cpu_cores": cpu_cores, "mebibytes": mebibytes, "database_uri": database_uri,
                 "allowed_hosts": allowed_hosts,
-                "rollout_complete": rollout_complete, "restorable": restorable,
+                "restorable": restorable,
                 "serving_plan": serving_plan}

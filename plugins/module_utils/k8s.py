@@ -15,16 +15,15 @@ import time
 from typing import Any
 
 try:
-    from kubernetes import config as k8s_config
-    from kubernetes.client import ApiClient
-    from kubernetes.dynamic import DynamicClient
-    from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
+    import yaml
+except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
+    yaml = None
 
-    HAS_KUBERNETES = True
-    KUBERNETES_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported by the module
-    HAS_KUBERNETES = False
-    KUBERNETES_IMPORT_ERROR = exc
+from ansible_collections.mlplatform.mlflow.plugins.module_utils.k8s_client import (  # noqa: F401 - connect: for modules
+    Client,
+    K8sError,
+    connect,
+)
 
 SET_LABEL = "mlplatform.mlflow/object-set"
 MANAGED_BY = "mlplatform.mlflow"
@@ -55,10 +54,6 @@ APPLY_ORDER = ["Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret", "
 
 VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation", "creationTimestamp", "uid",
                      "selfLink", "deletionGracePeriodSeconds", "deletionTimestamp")
-
-
-class K8sError(Exception):
-    """A Kubernetes API call failed; the message names the object and the API's reason."""
 
 
 def object_ref(obj: dict[str, Any]) -> str:
@@ -121,95 +116,73 @@ def mask_secret(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def connect(kubeconfig: str | None = None, context: str | None = None) -> DynamicClient:
-    try:
-        api_client = k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
-    except Exception as exc:  # kubeconfig missing or unreadable
-        raise K8sError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
-    try:
-        return DynamicClient(api_client)
-    except Exception as exc:
-        host = api_client.configuration.host if isinstance(api_client, ApiClient) else "?"
-        raise K8sError(f"cannot reach the Kubernetes API at {host}: {exc}") from exc
+def _api_error(exc: K8sError, action: str, ref: str) -> K8sError:
+    return K8sError(f"{action} {ref} failed: {exc}", status=exc.status, reason=exc.reason)
 
 
-def _resource(client: DynamicClient, api_version: str, kind: str):
-    try:
-        return client.resources.get(api_version=api_version, kind=kind)
-    except ResourceNotFoundError:
-        return None
-
-
-def _api_error(exc: Exception, action: str, ref: str) -> K8sError:
-    if isinstance(exc, DynamicApiError):
-        return K8sError(f"{action} {ref} failed: {exc.status} {exc.reason}: {exc.summary()}")
-    return K8sError(f"{action} {ref} failed: {exc}")
-
-
-def get(client: DynamicClient, obj: dict[str, Any]) -> dict[str, Any] | None:
-    resource = _resource(client, obj["apiVersion"], obj["kind"])
-    if resource is None:
-        raise K8sError(f"{object_ref(obj)}: the cluster does not serve {obj['apiVersion']} {obj['kind']}")
+def get(client: Client, obj: dict[str, Any]) -> dict[str, Any] | None:
     meta = obj["metadata"]
     try:
-        return resource.get(name=meta["name"], namespace=meta.get("namespace")).to_dict()
-    except NotFoundError:
-        return None
-    except Exception as exc:
+        return client.request("GET", client.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]))
+    except K8sError as exc:
+        if exc.status == 404 and exc.reason != "NotServed":
+            return None
         raise _api_error(exc, "reading", object_ref(obj)) from exc
 
 
-def apply(client: DynamicClient, obj: dict[str, Any], field_manager: str, dry_run: bool) -> dict[str, Any]:
-    resource = _resource(client, obj["apiVersion"], obj["kind"])
-    if resource is None:
-        raise K8sError(f"{object_ref(obj)}: the cluster does not serve {obj['apiVersion']} {obj['kind']}")
-    kwargs: dict[str, Any] = {"field_manager": field_manager, "force_conflicts": True}
+def apply(client: Client, obj: dict[str, Any], field_manager: str, dry_run: bool) -> dict[str, Any]:
+    meta = obj["metadata"]
+    query = {"fieldManager": field_manager, "force": "true"}
     if dry_run:
-        kwargs["dry_run"] = "All"
+        query["dryRun"] = "All"
     try:
-        return client.server_side_apply(resource, body=obj, namespace=obj["metadata"].get("namespace"),
-                                        **kwargs).to_dict()
-    except Exception as exc:
+        path = client.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        # Server-side apply takes YAML, and JSON is YAML.
+        return client.request("PATCH", path, obj, query, content_type="application/apply-patch+yaml")
+    except K8sError as exc:
         raise _api_error(exc, "applying", object_ref(obj)) from exc
 
 
-def list_set(client: DynamicClient, set_name: str, namespace: str | None,
-             kinds: list[str]) -> list[dict[str, Any]]:
+def list_objects(client: Client, api_version: str, kind: str, namespace: str | None,
+                 label_selector: str = "") -> list[dict[str, Any]]:
+    """Objects of a kind (in the namespace, when the kind is namespaced); [] when the cluster does not serve it."""
+    if client.resource(api_version, kind) is None:
+        return []
+    path = client.path(api_version, kind, namespace if client.namespaced(api_version, kind) else None)
+    try:
+        items = client.request("GET", path, query={"labelSelector": label_selector} if label_selector else None)
+    except K8sError as exc:
+        raise _api_error(exc, "listing", f"{kind} {label_selector}".strip()) from exc
+    for item in items.get("items", []):
+        item.setdefault("apiVersion", api_version)
+        item.setdefault("kind", kind)
+    return items.get("items", [])
+
+
+def list_set(client: Client, set_name: str, namespace: str | None, kinds: list[str]) -> list[dict[str, Any]]:
     """Every object of the given kinds that carries the set label (kinds the cluster lacks are skipped)."""
     found = []
     for kind_ref in kinds:
         api_version, _sep, kind = kind_ref.rpartition("/")
-        resource = _resource(client, api_version, kind)
-        if resource is None:
-            continue
-        try:
-            items = resource.get(namespace=namespace if resource.namespaced else None,
-                                 label_selector=f"{SET_LABEL}={set_name}").to_dict()["items"]
-        except Exception as exc:
-            raise _api_error(exc, "listing", f"{kind} with label {SET_LABEL}={set_name}") from exc
-        for item in items:
-            item.setdefault("apiVersion", api_version)
-            item.setdefault("kind", kind)
-            found.append(item)
+        found.extend(list_objects(client, api_version, kind, namespace, f"{SET_LABEL}={set_name}"))
     return found
 
 
-def delete(client: DynamicClient, obj: dict[str, Any], dry_run: bool) -> None:
+def delete(client: Client, obj: dict[str, Any], dry_run: bool) -> None:
     """Ask for a deletion with foreground propagation; wait_until_gone() waits for it to finish."""
-    resource = _resource(client, obj["apiVersion"], obj["kind"])
     meta = obj["metadata"]
-    body = {"propagationPolicy": "Foreground"}
+    body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}
     if dry_run:
         body["dryRun"] = ["All"]
     try:
-        resource.delete(name=meta["name"], namespace=meta.get("namespace"), body=body)
-    except NotFoundError:
-        return
-    except Exception as exc:
+        client.request("DELETE", client.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]), body)
+    except K8sError as exc:
+        if exc.status == 404 and exc.reason != "NotServed":
+            return
         raise _api_error(exc, "deleting", object_ref(obj)) from exc
 
 
-def wait_until_gone(client: DynamicClient, objs: list[dict[str, Any]], timeout: float = 180) -> None:
+def wait_until_gone(client: Client, objs: list[dict[str, Any]], timeout: float = 180) -> None:
     """Wait until every object is gone (deletions asked for together terminate together).
 
     Returning earlier would let a following apply of the same name land on the terminating object, which then
@@ -223,6 +196,79 @@ def wait_until_gone(client: DynamicClient, objs: list[dict[str, Any]], timeout: 
             time.sleep(0.5)
 
 
+# Workloads a set waits for, and what "ready" means for each.
+WAITED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+
+def workload_state(obj: dict[str, Any]) -> tuple[str, str]:
+    """("ready" | "progressing" | "failed", why) of a Deployment, StatefulSet, DaemonSet or Job from its status.
+
+    Ready means the controller has seen the newest spec (observedGeneration) and every replica runs it and is
+    available, with no old replica left; a Job is ready once it succeeded. Other kinds are always ready.
+    """
+    kind, meta = obj.get("kind"), obj.get("metadata", {})
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    if kind == "Job":
+        if status.get("succeeded", 0) > 0 or conditions.get("Complete", {}).get("status") == "True":
+            return "ready", "succeeded"
+        failed = conditions.get("Failed", {})
+        if failed.get("status") == "True":
+            return "failed", f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".rstrip(": ")
+        return "progressing", f"{status.get('active', 0)} active pod(s)"
+    if kind not in ("Deployment", "StatefulSet", "DaemonSet"):
+        return "ready", ""
+    if status.get("observedGeneration", 0) < meta.get("generation", 1):
+        return "progressing", "the controller has not seen the newest spec yet"
+    if kind == "Deployment":
+        progressing = conditions.get("Progressing", {})
+        if progressing.get("reason") == "ProgressDeadlineExceeded":
+            return "failed", f"exceeded its progress deadline: {progressing.get('message', '')}"
+        wanted = spec.get("replicas", 1)
+        counts = (status.get("updatedReplicas", 0), status.get("availableReplicas", 0), status.get("replicas", 0))
+        done = counts == (wanted, wanted, wanted)
+        why = f"{counts[0]} of {wanted} updated, {counts[1]} available, {counts[2]} in all"
+    elif kind == "StatefulSet":
+        wanted = spec.get("replicas", 1)
+        done = (status.get("readyReplicas", 0) == wanted and status.get("updatedReplicas", wanted) == wanted
+                and status.get("currentRevision") == status.get("updateRevision"))
+        why = f"{status.get('readyReplicas', 0)} of {wanted} ready, revision {status.get('currentRevision')}"
+    else:
+        wanted = status.get("desiredNumberScheduled", 0)
+        done = status.get("updatedNumberScheduled", 0) == wanted and status.get("numberAvailable", 0) == wanted
+        why = f"{status.get('numberAvailable', 0)} of {wanted} available"
+    return ("ready" if done else "progressing"), why
+
+
+def job_messages(client: Client, job: dict[str, Any]) -> list[str]:
+    """The termination messages the Job's pods wrote (a failed migration says why there)."""
+    meta = job["metadata"]
+    pods = list_objects(client, "v1", "Pod", meta.get("namespace"), f"job-name={meta['name']}")
+    return [status["state"]["terminated"]["message"].strip()
+            for pod in pods for status in (pod.get("status") or {}).get("containerStatuses") or []
+            if ((status.get("state") or {}).get("terminated") or {}).get("message")]
+
+
+def wait_ready(client: Client, objs: list[dict[str, Any]], timeout: float) -> None:
+    """Wait until every workload among the objects is ready; raise with its state when one fails or time runs out."""
+    deadline = time.monotonic() + timeout
+    for obj in objs:
+        if obj.get("kind") not in WAITED_KINDS:
+            continue
+        while True:
+            state, why = workload_state(obj)
+            if state == "ready":
+                break
+            if state == "failed":
+                messages = job_messages(client, obj) if obj["kind"] == "Job" else []
+                reported = f"; it reported: {messages[-1]}" if messages else ""
+                raise K8sError(f"{object_ref(obj)} failed: {why}{reported}")
+            if time.monotonic() > deadline:
+                raise K8sError(f"{object_ref(obj)} was not ready within {timeout:.0f} s ({why})")
+            time.sleep(1)
+            obj = get(client, obj) or obj
+
+
 def same_identity(a: dict[str, Any], b: dict[str, Any]) -> bool:
     def key(o: dict[str, Any]) -> tuple:
         meta = o.get("metadata", {})
@@ -230,3 +276,148 @@ def same_identity(a: dict[str, Any], b: dict[str, Any]) -> bool:
                 o.get("kind"), meta.get("namespace"), meta.get("name"))
 
     return key(a) == key(b)
+
+
+# The options every Kubernetes module of the collection takes; module_defaults set them once per play through the
+# action group mlplatform.mlflow.kubernetes.
+CONNECTION_SPEC = {
+    "kubeconfig": {"type": "path"},
+    "context": {"type": "str"},
+}
+
+OBJECT_SET_SPEC = {
+    "name": {"type": "str", "required": True},
+    "namespace": {"type": "str"},
+    "definitions": {"type": "list", "elements": "dict", "default": []},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "prune": {"type": "bool", "default": True},
+    "prune_kinds": {"type": "list", "elements": "str"},
+    "field_manager": {"type": "str", "default": MANAGED_BY},
+    "wait": {"type": "bool", "default": False},
+    "wait_timeout": {"type": "int", "default": 300},
+    **CONNECTION_SPEC,
+}
+
+OBJECT_INFO_SPEC = {
+    "objects": {"type": "dict", "required": True},
+    **CONNECTION_SPEC,
+}
+
+
+def definition_problem(definitions: list[dict[str, Any]]) -> str:
+    for index, definition in enumerate(definitions):
+        missing = [f for f in ("apiVersion", "kind") if not definition.get(f)]
+        if missing or not (definition.get("metadata") or {}).get("name"):
+            return (f"definitions[{index}] lacks {', '.join(missing) or 'metadata.name'}: "
+                    "every object needs apiVersion, kind and metadata.name")
+    return ""
+
+
+def _entry(obj: dict[str, Any], action: str) -> dict[str, Any]:
+    meta = obj.get("metadata", {})
+    return {"kind": obj.get("kind"), "namespace": meta.get("namespace"), "name": meta.get("name"), "action": action}
+
+
+def _diff(ref: str, before: dict | None, after: dict | None) -> dict[str, str]:
+    def text(obj: dict | None) -> str:
+        return yaml.safe_dump(mask_secret(obj), default_flow_style=False, sort_keys=True) if obj else ""
+
+    return {"before_header": ref, "after_header": ref, "before": text(before), "after": text(after)}
+
+
+def _stand_in_dry_run(client: Client, obj: dict[str, Any], field_manager: str) -> None:
+    """Validate an object whose namespace does not exist yet: a dry run in the namespace `default` checks its schema
+    and field values (the API server rejects a dry run into a missing namespace)."""
+    stand_in = copy.deepcopy(obj)
+    stand_in["metadata"]["namespace"] = "default"
+    try:
+        apply(client, stand_in, field_manager, dry_run=True)
+    except K8sError as exc:
+        raise K8sError(str(exc).replace(object_ref(stand_in), object_ref(obj)), exc.status, exc.reason) from exc
+
+
+def plan_set(client: Client, desired: list[dict[str, Any]], field_manager: str) -> list[tuple]:
+    """(object, live object or None, what the apply would make of it) for every object, from reads and server-side
+    dry runs only, so that a rejected object stops the run before any object of the set is written."""
+    namespaces: dict[str, bool] = {}
+
+    def namespace_exists(name: str) -> bool:
+        if name not in namespaces:
+            namespaces[name] = get(client, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}) \
+                is not None
+        return namespaces[name]
+
+    plans = []
+    for obj in desired:
+        namespace = obj["metadata"].get("namespace")
+        if namespace and client.namespaced(obj["apiVersion"], obj["kind"]) and not namespace_exists(namespace):
+            _stand_in_dry_run(client, obj, field_manager)
+            plans.append((obj, None, obj))
+            continue
+        current = get(client, obj)
+        plans.append((obj, current, apply(client, obj, field_manager, dry_run=True)))
+    return plans
+
+
+def object_set(client: Client, params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+    """Apply a set (server-side, one field manager), prune what it no longer holds, optionally wait for its workloads.
+
+    Every object is read and applied as a dry run first; only then are the objects whose dry run differs from what
+    the cluster holds applied, in dependency order. The live objects' status tells whether a workload is ready, so a
+    set where nothing changed and every workload is ready returns without waiting.
+    """
+    problem = definition_problem(params["definitions"])
+    if problem:
+        raise K8sError(problem)
+    objects, diffs, changed, desired, live = [], [], [], [], []
+    if params["state"] == "present":
+        desired = apply_order([with_set_label(d, params["name"], params["namespace"]) for d in params["definitions"]])
+        for obj, current, planned in plan_set(client, desired, params["field_manager"]):
+            ref = object_ref(obj)
+            before, after = normalize(current), normalize(planned)
+            if before == after:
+                objects.append(_entry(obj, "unchanged"))
+                live.append(current)
+                continue
+            if not check_mode:
+                applied = apply(client, obj, params["field_manager"], dry_run=False)
+                after = normalize(applied)
+                live.append(applied)
+            objects.append(_entry(obj, "created" if current is None else "updated"))
+            changed.append(ref)
+            diffs.append(_diff(ref, before, after))
+    if params["state"] == "absent" or params["prune"]:
+        deleted = []
+        for obj in list_set(client, params["name"], params["namespace"], params["prune_kinds"] or DEFAULT_PRUNE_KINDS):
+            if any(same_identity(obj, d) for d in desired):
+                continue
+            delete(client, obj, dry_run=check_mode)
+            deleted.append(obj)
+            ref = object_ref(obj)
+            objects.append(_entry(obj, "deleted"))
+            changed.append(ref)
+            diffs.append(_diff(ref, normalize(obj), None))
+        if not check_mode:
+            wait_until_gone(client, deleted)
+    if params["wait"] and not check_mode:
+        wait_ready(client, live, params["wait_timeout"])
+    return {"changed": bool(changed), "objects": objects, "changed_objects": changed, "diff": diffs}
+
+
+def object_info(client: Client, objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Several reads in one call: each key names an object (name: the object or None) or a list (label_selector)."""
+    found: dict[str, Any] = {}
+    for key, ref in objects.items():
+        api_version, kind = ref.get("api_version", "v1"), ref.get("kind")
+        if not kind:
+            raise K8sError(f"objects.{key}: give kind (and api_version unless it is v1)")
+        if ref.get("name"):
+            obj = {"apiVersion": api_version, "kind": kind,
+                   "metadata": {"name": ref["name"], "namespace": ref.get("namespace")}}
+            if client.resource(api_version, kind) is None:
+                found[key] = None  # the cluster does not serve the kind (an optional CRD): nothing to find
+            else:
+                found[key] = get(client, obj)
+        else:
+            found[key] = list_objects(client, api_version, kind, ref.get("namespace"), ref.get("label_selector", ""))
+    return found

@@ -17,6 +17,8 @@ description:
   - What would change is decided with a server-side dry run against the live objects, so C(changed) and the diff
     are exact in check mode too, and check mode sends no write.
   - Secret values never appear in the diff or the result; a digest shows that a value changed.
+  - On the control node (C(ansible_connection=local)) the module's code runs inside Ansible's worker process, without
+    starting a Python process of its own.
 author:
   - mlplatform team (@mlplatform)
 options:
@@ -51,14 +53,21 @@ options:
     description: Server-side apply field manager.
     type: str
     default: mlplatform.mlflow
-  kubeconfig:
-    description: Path to the kubeconfig; defaults to C(K8S_AUTH_KUBECONFIG), then C(KUBECONFIG), then C(~/.kube/config).
-    type: path
-  context:
-    description: Kubeconfig context; defaults to C(K8S_AUTH_CONTEXT), then the current context.
-    type: str
-requirements:
-  - kubernetes >= 24.2.0 (Python client)
+  wait:
+    description:
+      - Wait until every Deployment, StatefulSet and DaemonSet of the set runs its newest spec on every replica, all
+        available, and every Job has succeeded. A Job that fails or a Deployment past its progress deadline fails
+        the task at once, with the Job's termination message.
+      - A workload that did not change and whose status already says so is not waited for, so a run that changes
+        nothing returns without waiting. Not done in check mode.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait for all workloads together.
+    type: int
+    default: 300
+extends_documentation_fragment:
+  - mlplatform.mlflow.kubernetes
 attributes:
   check_mode:
     support: full
@@ -96,108 +105,20 @@ changed_objects:
   elements: str
 """
 
-import os
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s
 
-try:
-    import yaml
-except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
-    yaml = None
-
-
-def _yaml(obj):
-    return yaml.safe_dump(k8s.mask_secret(obj), default_flow_style=False, sort_keys=True) if obj else ""
-
-
-def _entry(obj, action):
-    meta = obj.get("metadata", {})
-    return {"kind": obj.get("kind"), "namespace": meta.get("namespace"), "name": meta.get("name"), "action": action}
-
-
-def _plan(client, obj, field_manager, check_mode, new_namespaces):
-    """(before, after) of one object; in check mode `after` comes from a dry run."""
-    before = k8s.normalize(k8s.get(client, obj)) if obj["metadata"].get("namespace") not in new_namespaces else None
-    if check_mode and obj["metadata"].get("namespace") in new_namespaces:
-        return before, k8s.normalize(obj)  # its namespace does not exist yet: a dry run cannot be sent
-    planned = k8s.normalize(k8s.apply(client, obj, field_manager, dry_run=True))
-    if planned == before:
-        return before, before
-    if check_mode:
-        return before, planned
-    return before, k8s.normalize(k8s.apply(client, obj, field_manager, dry_run=False))
-
-
-def run(module, client):
-    p = module.params
-    objects, diffs, changed = [], [], []
-    desired = []
-    if p["state"] == "present":
-        desired = k8s.apply_order([k8s.with_set_label(d, p["name"], p["namespace"]) for d in p["definitions"]])
-        new_namespaces = set()
-        for obj in desired:
-            ref = k8s.object_ref(obj)
-            before, after = _plan(client, obj, p["field_manager"], module.check_mode, new_namespaces)
-            if obj["kind"] == "Namespace" and before is None:
-                new_namespaces.add(obj["metadata"]["name"])
-            if before == after:
-                objects.append(_entry(obj, "unchanged"))
-                continue
-            objects.append(_entry(obj, "created" if before is None else "updated"))
-            changed.append(ref)
-            diffs.append({"before_header": ref, "after_header": ref, "before": _yaml(before), "after": _yaml(after)})
-    if p["state"] == "absent" or p["prune"]:
-        kinds = p["prune_kinds"] or k8s.DEFAULT_PRUNE_KINDS
-        deleted = []
-        for obj in k8s.list_set(client, p["name"], p["namespace"], kinds):
-            if any(k8s.same_identity(obj, d) for d in desired):
-                continue
-            k8s.delete(client, obj, dry_run=module.check_mode)
-            deleted.append(obj)
-            ref = k8s.object_ref(obj)
-            objects.append(_entry(obj, "deleted"))
-            changed.append(ref)
-            diffs.append({"before_header": ref, "after_header": ref,
-                          "before": _yaml(k8s.normalize(obj)), "after": ""})
-        if not module.check_mode:
-            k8s.wait_until_gone(client, deleted)
-    return objects, changed, diffs
-
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            namespace=dict(type="str"),
-            definitions=dict(type="list", elements="dict", default=[]),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            prune=dict(type="bool", default=True),
-            prune_kinds=dict(type="list", elements="str"),
-            field_manager=dict(type="str", default="mlplatform.mlflow"),
-            kubeconfig=dict(type="path"),
-            context=dict(type="str"),
-        ),
-        supports_check_mode=True,
-    )
-    if not k8s.HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=str(k8s.KUBERNETES_IMPORT_ERROR))
-    for index, definition in enumerate(module.params["definitions"]):
-        missing = [f for f in ("apiVersion", "kind") if not definition.get(f)]
-        if missing or not (definition.get("metadata") or {}).get("name"):
-            module.fail_json(msg=f"definitions[{index}] lacks {', '.join(missing) or 'metadata.name'}: "
-                                 "every object needs apiVersion, kind and metadata.name")
-    kubeconfig = module.params["kubeconfig"] or os.environ.get("K8S_AUTH_KUBECONFIG") or os.environ.get("KUBECONFIG")
-    context = module.params["context"] or os.environ.get("K8S_AUTH_CONTEXT")
+    module = AnsibleModule(argument_spec=k8s.OBJECT_SET_SPEC, supports_check_mode=True)
     try:
-        client = k8s.connect(kubeconfig, context)
-        objects, changed, diffs = run(module, client)
+        client = k8s.connect(module.params["kubeconfig"], module.params["context"])
+        result = k8s.object_set(client, module.params, module.check_mode)
     except k8s.K8sError as exc:
         module.fail_json(msg=str(exc))
-    result = {"changed": bool(changed), "objects": objects, "changed_objects": changed}
-    if module._diff:
-        result["diff"] = diffs
+    if not module._diff:
+        result.pop("diff")
     module.exit_json(**result)
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from ..ansible_run import run_playbook
 
+# A context named as `gcloud container clusters get-credentials` names them, pointing at the local cluster.
+GKE_CONTEXT = "gke_mlp-staging_europe-west1_main"
 SERVER = {"mlflow_server_image": "docker.io/mlplatform/mlflow:3.17.2"}
 CLOUDSQL = {**SERVER, "mlflow_server_database_mode": "cloudsql",
             "mlflow_server_cloudsql_instance_connection_name": "mlp-staging:europe-west1:mlflow"}
@@ -114,8 +116,10 @@ ROLE_CASES = [
                        "mlflow_server_service_account_annotations":
                        {"iam.gke.io/gcp-service-account": "mlflow-server@mlp-staging.iam.gserviceaccount.com"}},
      "mlflow_server_cloudsql_credentials is refused on a Workload Identity (GKE) inventory"),
-    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials_file": "/etc/hostname",
-                       "mlflow_server_context": "gke_mlp-staging_europe-west1_main"}, "is a GKE context"),
+    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials": '{"type": "service_account", '
+                       '"client_email": "a@p.iam.gserviceaccount.com", "token_uri": "t", '
+                       '"private_key": "-----BEGIN PRIVATE KEY-----x-----END PRIVATE KEY-----"}',
+                       "mlplatform_context": GKE_CONTEXT}, "is a GKE context"),
 ]
 
 MODULE_CASES = [
@@ -135,13 +139,32 @@ MODULE_CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def gke_named_kubeconfig(kubeconfig, tmp_path_factory):
+    """The local cluster's kubeconfig with one more context, named like a GKE one."""
+    path = tmp_path_factory.mktemp("kube") / "config"
+    flat = subprocess.run(["kubectl", "config", "view", "--raw", "--flatten"], capture_output=True, text=True,
+                          check=True).stdout
+    path.write_text(flat)
+    current = subprocess.run(["kubectl", "config", "current-context"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    cluster, user = (subprocess.run(["kubectl", "--kubeconfig", str(path), "config", "view", "-o",
+                                     f"jsonpath={{.contexts[?(@.name=='{current}')].context.{field}}}"],
+                                    capture_output=True, text=True, check=True).stdout for field in ("cluster", "user"))
+    subprocess.run(["kubectl", "--kubeconfig", str(path), "config", "set-context", GKE_CONTEXT, f"--cluster={cluster}",
+                    f"--user={user}"], capture_output=True, check=True)
+    return str(path)
+
+
 def namespace_exists(name: str) -> bool:
     return subprocess.run(["kubectl", "get", "namespace", name], capture_output=True, check=False).returncode == 0
 
 
 @pytest.mark.parametrize("case", range(len(ROLE_CASES)), ids=[f"{c[0]}-{i}" for i, c in enumerate(ROLE_CASES)])
-def test_bad_role_variables_fail_clearly_before_any_change(kubeconfig, tally, case):
+def test_bad_role_variables_fail_clearly_before_any_change(kubeconfig, gke_named_kubeconfig, tally, case):
     role, variables, expected = ROLE_CASES[case]
+    if variables.get("mlplatform_context") == GKE_CONTEXT:
+        variables = {**variables, "mlplatform_kubeconfig": gke_named_kubeconfig}
     tally["inputs"] += 1
     namespace = f"bad-input-{case}"
     ns_var = {"mlflow_server": "mlflow_server_namespace", "model_serving": "model_serving_namespace"}[role]

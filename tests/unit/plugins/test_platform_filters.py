@@ -54,23 +54,6 @@ def test_allowed_hosts_cover_every_service_name_with_and_without_port():
     assert not any(h.startswith("198.") or h == "*" for h in hosts)
 
 
-def _deployment(**status):
-    return {"metadata": {"name": "m", "generation": 2}, "spec": {"replicas": 2},
-            "status": {"observedGeneration": 2, **status}}
-
-
-def test_rollout_complete_only_when_every_replica_is_new_and_available():
-    assert platform.rollout_complete(_deployment(replicas=2, updatedReplicas=2, availableReplicas=2))
-    assert not platform.rollout_complete(_deployment(replicas=3, updatedReplicas=2, availableReplicas=2))
-    assert not platform.rollout_complete(_deployment(replicas=2, updatedReplicas=1, availableReplicas=2))
-
-
-def test_rollout_complete_raises_on_a_stuck_rollout():
-    stuck = _deployment(conditions=[{"type": "Progressing", "reason": "ProgressDeadlineExceeded", "message": "slow"}])
-    with pytest.raises(AnsibleFilterError, match="exceeded its progress deadline"):
-        platform.rollout_complete(stuck)
-
-
 def test_restorable_keeps_spec_and_drops_server_fields():
     live = {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "m", "namespace": "ns", "uid": "x", "resourceVersion": "9", "labels": {"a": "b"},

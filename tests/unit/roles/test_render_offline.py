@@ -19,7 +19,8 @@ def render(tmp_path: Path) -> Path:
            "ANSIBLE_NOCOLOR": "1"}
     proc = subprocess.run(
         ["ansible-playbook", str(ROOT / "playbooks" / "render_manifests.yml"), "-i", str(ROOT / "inventories" / "prod"),
-         "-e", "gcp_project=mlp-prod", "-e", f"render_dir={out}", "-e", "render_manifests_placeholders=true",
+         "-e", "gcp_project=mlp-prod", "-e", "mlplatform_host=mlflow.example.com", "-e", f"render_dir={out}",
+         "-e", "render_manifests_placeholders=true",
          "-e", '{"model_serving_models": []}'],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

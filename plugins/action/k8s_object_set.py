@@ -1,0 +1,15 @@
+# Copyright: (c) 2026, mlplatform.mlflow contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""k8s_object_set runs in the controller's process (see plugin_utils/k8s_action.py)."""
+
+from __future__ import annotations
+
+from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s
+from ansible_collections.mlplatform.mlflow.plugins.plugin_utils.k8s_action import KubernetesAction
+
+
+class ActionModule(KubernetesAction):
+    ARGUMENT_SPEC = k8s.OBJECT_SET_SPEC
+
+    def work(self, client, params, check_mode):
+        return k8s.object_set(client, params, check_mode)
