@@ -71,6 +71,15 @@ def restorable(obj: dict) -> dict:
     return restored
 
 
+def k8s_as_applied(definitions: list[dict], set_name: str, namespace: str) -> list[dict]:
+    """The objects exactly as k8s_object_set applies them as the set set_name (labels, namespace, order): the one
+    transformation both a run and render_manifests.yml use."""
+    # Imported here: Ansible loads every filter file to find any one filter, in every task that uses one.
+    from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s
+
+    return k8s.apply_order([k8s.with_set_label(d, set_name, namespace) for d in definitions if d])
+
+
 def serving_plan(models: list[dict], resolved: list[dict], defaults: dict, served: list[dict]) -> list[dict]:
     """Each model entry completed with its defaults, the resolved version, and what is served now.
 
@@ -99,5 +108,5 @@ class FilterModule:
     def filters(self):
         return {"cpu_cores": cpu_cores, "mebibytes": mebibytes, "database_uri": database_uri,
                 "allowed_hosts": allowed_hosts,
-                "restorable": restorable,
+                "restorable": restorable, "k8s_as_applied": k8s_as_applied,
                 "serving_plan": serving_plan}

@@ -105,89 +105,21 @@ resolved_from:
   sample: models:/iris@champion
 """
 
-import typing as t
-
 from ansible_collections.mlplatform.mlflow.plugins.module_utils.mlflow import (
-    MlflowClient,
+    MODEL_URI_INFO_SPEC,
     MlflowError,
     MlflowModule,
-    MlflowNotFoundError,
-    ModelReference,
-    parse_model_uri,
-    resolve_model_version,
+    pin_model_uri,
 )
-
-ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
-    "uri": {"type": "str", "required": True},
-    "require_ready": {"type": "bool", "default": True},
-}
-
-
-def pin_registry_version(reference: ModelReference, model_version: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    """The result for a registry reference resolved to ``model_version`` (REST shape). No I/O."""
-    version = int(model_version["version"])
-    result = {"source": "registry", "name": reference.name, "version": version,
-              "model_uri": f"models:/{reference.name}/{version}", "run_id": model_version.get("run_id") or "",
-              "artifact_path": "", "status": model_version.get("status", "")}
-    if model_version.get("model_id"):
-        result["model_id"] = model_version["model_id"]
-    return result
-
-
-def readiness_problem(result: t.Mapping[str, t.Any]) -> str | None:
-    if result["source"] != "registry" or result["status"] == "READY":
-        return None
-    return (f"version {result['version']} of registered model '{result['name']}' is "
-            f"{result['status'] or 'in an unknown state'}, not READY")
-
-
-def has_mlmodel(files: t.Iterable[t.Mapping[str, t.Any]], path: str) -> bool:
-    """Whether an artifacts/list answer for ``path`` contains ``path``/MLmodel. No I/O."""
-    return any(f.get("path") in (f"{path}/MLmodel", "MLmodel") and not f.get("is_dir") for f in files)
-
-
-def pin_run_model(client: MlflowClient, reference: ModelReference) -> dict[str, t.Any]:
-    """Check that the run exists and produced a model at PATH; runs:/ URIs are already immutable."""
-    run = client.get_run(reference.run_id)
-    info = run.get("info") or {}
-    uri = f"runs:/{reference.run_id}/{reference.artifact_path}"
-    if info.get("lifecycle_stage") == "deleted":
-        raise MlflowNotFoundError(f"{uri}: run {reference.run_id} is deleted")
-    result = {"source": "run", "name": "", "version": 0, "model_uri": uri, "run_id": reference.run_id,
-              "artifact_path": reference.artifact_path, "status": info.get("status", "")}
-    first, _sep, rest = reference.artifact_path.partition("/")
-    logged = None if rest else client.find_logged_model(str(info.get("experiment_id", "")), reference.run_id, first)
-    if logged:
-        result["model_id"] = logged.get("model_id", "")
-        return result
-    if has_mlmodel(client.list_artifacts(reference.run_id, reference.artifact_path), reference.artifact_path):
-        return result
-    raise MlflowNotFoundError(
-        f"{uri}: run {reference.run_id} has no model '{reference.artifact_path}' (neither a logged model of that "
-        f"name nor an MLmodel file under that artifact path)")
 
 
 def main() -> None:
-    module = MlflowModule(ARGUMENT_SPEC, supports_check_mode=True)
-    uri: str = module.params["uri"]
-    reference = parse_model_uri(uri)
-    if isinstance(reference, str):
-        module.fail_json(msg=f"invalid uri: {reference}")
+    module = MlflowModule(MODEL_URI_INFO_SPEC, supports_check_mode=True)
     try:
-        if reference.kind == "run":
-            result = pin_run_model(module.client, reference)
-        else:
-            value = {"alias": reference.alias, "version": reference.version}.get(reference.kind, "latest")
-            model_version = resolve_model_version(module.client, reference.name, reference.kind, value)
-            result = pin_registry_version(reference, model_version)
+        result = pin_model_uri(module.client, module.params["uri"], module.params["require_ready"])
     except MlflowError as exc:
-        module.fail_from_error(exc, resolved_from=uri)
-    problem = readiness_problem(result)
-    del result["status"]
-    if problem and module.params["require_ready"]:
-        module.fail_json(msg=f"{uri}: {problem}. Wait for registration to finish or pin another version.",
-                         resolved_from=uri, **result)
-    module.exit_json(changed=False, resolved_from=uri, **result)
+        module.fail_from_error(exc, resolved_from=module.params["uri"])
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
+from pathlib import Path
+
+import yaml
 
 from ..ansible_run import run_playbook
 
 
-def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, namespaces_to_delete):
+def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, namespaces_to_delete, tmp_path):
     namespaces_to_delete.extend(["mlflow-serving", "mlflow"])
     first = run_playbook("playbooks/site.yml", inventory="inventories/local")
     assert first.rc == 0, first.output[-4000:]
@@ -29,3 +32,25 @@ def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, n
     ready = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods
              if all(c.get("ready") for c in p["status"].get("containerStatuses", []))}
     assert {"server", "database", "gcs-emulator"} <= ready
+    rendered_manifests_are_what_the_cluster_holds(tmp_path)
+
+
+def rendered_manifests_are_what_the_cluster_holds(tmp_path: Path) -> None:
+    """render_manifests.yml writes what a converge applies: a server-side diff of the rendered files against the
+    converged cluster, with the roles' field manager, finds nothing, and every object of the roles' sets is there."""
+    render = run_playbook("playbooks/render_manifests.yml", {"render_dir": str(tmp_path)},
+                          inventory="inventories/local")
+    assert render.rc == 0, render.output[-4000:]
+    for role, namespace in (("mlflow_server", "mlflow"), ("model_serving", "mlflow-serving")):
+        folder = tmp_path / role
+        diff = subprocess.run(["kubectl", "diff", "--server-side", "--field-manager=mlplatform.mlflow",
+                               "--force-conflicts", "-k", str(folder)], capture_output=True, text=True, check=False)
+        assert diff.returncode == 0, f"{role}: the rendered manifests differ from the cluster:\n{diff.stdout[-3000:]}"
+        rendered = {(o["kind"], o["metadata"]["name"]) for path in folder.glob("*.yaml")
+                    if path.name != "kustomization.yaml" for o in [yaml.safe_load(path.read_text())]}
+        kinds = "configmaps,secrets,services,deployments,statefulsets,jobs,ingresses,networkpolicies,serviceaccounts"
+        live = json.loads(subprocess.run(["kubectl", "-n", namespace, "get", kinds, "-l",
+                                          "mlplatform.mlflow/object-set", "-o", "json"],
+                                         capture_output=True, text=True, check=True).stdout)["items"]
+        missing = {(o["kind"], o["metadata"]["name"]) for o in live} - rendered
+        assert not missing, f"{role}: the cluster holds objects of the role's sets that the render lacks: {missing}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.mlplatform.mlflow.plugins.filter.models import model_uri_problem
+from ansible_collections.mlplatform.mlflow.plugins.module_utils import mlflow as mod
 from ansible_collections.mlplatform.mlflow.plugins.module_utils.mlflow import ModelReference, parse_model_uri
-from ansible_collections.mlplatform.mlflow.plugins.modules import mlflow_model_uri_info as mod
 
 RUN = "0123456789abcdef0123456789abcdef"
 
