@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s
-from ansible_collections.mlplatform.mlflow.plugins.plugin_utils.in_process import InProcessAction
+from ansible_collections.mlplatform.mlflow.plugins.plugin_utils.in_process import InProcessAction, run_command
 
 
 class ActionModule(InProcessAction):
@@ -13,6 +13,6 @@ class ActionModule(InProcessAction):
     ERRORS = (k8s.K8sError,)
 
     def work(self, params, check_mode):
-        client = k8s.connect(params["kubeconfig"], params["context"])
+        client = k8s.connect(params["kubeconfig"], params["context"], run_command)
         return {"changed": False, "objects": k8s.object_info(client, params["objects"]),
                 "context": client.settings.context}

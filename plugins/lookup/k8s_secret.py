@@ -47,6 +47,7 @@ from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
 from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s
+from ansible_collections.mlplatform.mlflow.plugins.plugin_utils.in_process import run_command
 
 
 class LookupModule(LookupBase):
@@ -57,7 +58,8 @@ class LookupModule(LookupBase):
         namespace, name = terms[0].split("/")
         key = self.get_option("key")
         try:
-            client = k8s.connect(self.get_option("kubeconfig") or None, self.get_option("context") or None)
+            client = k8s.connect(self.get_option("kubeconfig") or None, self.get_option("context") or None,
+                                 run_command)
             secret = k8s.get(client, {"apiVersion": "v1", "kind": "Secret",
                                       "metadata": {"name": name, "namespace": namespace}})
         except k8s.K8sError as exc:

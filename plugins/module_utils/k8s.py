@@ -19,11 +19,10 @@ try:
 except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     yaml = None
 
-from ansible_collections.mlplatform.mlflow.plugins.module_utils.k8s_client import (  # noqa: F401 - connect: for modules
-    Client,
-    K8sError,
-    connect,
-)
+from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s_client
+from ansible_collections.mlplatform.mlflow.plugins.module_utils.k8s_client import Client, K8sError
+
+connect = k8s_client.connect  # what modules and actions call
 
 SET_LABEL = "mlplatform.mlflow/object-set"
 MANAGED_BY = "mlplatform.mlflow"

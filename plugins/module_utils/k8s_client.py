@@ -17,9 +17,9 @@ import http.client
 import json
 import os
 import ssl
-import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -30,6 +30,10 @@ except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
 
 IN_CLUSTER_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 REQUEST_TIMEOUT = 30
+
+# A runner starts a command: run(argv, environment additions) -> (rc, stdout, stderr). Modules pass
+# AnsibleModule.run_command, controller-side plugins a subprocess (plugin_utils/in_process.py); only exec credential
+# plugins need one.
 
 
 class K8sError(Exception):
@@ -140,23 +144,23 @@ def load_settings(kubeconfig: str | None = None, context: str | None = None) -> 
         raise K8sError(f"kubeconfig {where}, context {name!r}: {exc}") from exc
 
 
-def exec_credential(spec: dict) -> dict:
+def exec_credential(spec: dict, run: Callable[[list, dict], tuple] | None) -> dict:
     """Run an exec credential plugin (client.authentication.k8s.io) and return its ExecCredential status."""
-    env = dict(os.environ)
-    env.update({item["name"]: item["value"] for item in spec.get("env") or []})
+    if run is None:
+        raise K8sError(f"the kubeconfig's user runs the credential plugin {spec.get('command')}, which this caller "
+                       "cannot start")
+    env = {item["name"]: item["value"] for item in spec.get("env") or []}
     env["KUBERNETES_EXEC_INFO"] = json.dumps({"apiVersion": spec.get("apiVersion"), "kind": "ExecCredential",
                                               "spec": {"interactive": False}})
-    command = [spec["command"], *(spec.get("args") or [])]
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        rc, out, err = run([spec["command"], *(spec.get("args") or [])], env)
+    except OSError as exc:
         hint = f" {spec['installHint']}" if spec.get("installHint") else ""
         raise K8sError(f"the kubeconfig's credential plugin {spec['command']} could not run: {exc}.{hint}") from exc
-    if done.returncode != 0:
-        raise K8sError(f"the kubeconfig's credential plugin {spec['command']} failed ({done.returncode}): "
-                       f"{done.stderr.strip()[-500:]}")
+    if rc != 0:
+        raise K8sError(f"the kubeconfig's credential plugin {spec['command']} failed ({rc}): {err.strip()[-500:]}")
     try:
-        return json.loads(done.stdout)["status"]
+        return json.loads(out)["status"]
     except (ValueError, KeyError) as exc:
         raise K8sError(f"the kubeconfig's credential plugin {spec['command']} printed no ExecCredential") from exc
 
@@ -191,8 +195,9 @@ class _TLSConnection(http.client.HTTPSConnection):
 class Client:
     """One API server, one kept-alive connection; resources found by discovery, once per API group version."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, run: Callable[[list, dict], tuple] | None = None):
         self.settings = settings
+        self._run = run
         parts = urlsplit(settings.server)
         if parts.scheme not in ("https", "http"):
             raise K8sError(f"{settings.description}: server {settings.server!r} is not an http(s) URL")
@@ -207,7 +212,7 @@ class Client:
     def _authenticate(self) -> None:
         s = self.settings
         if s.exec_spec and time.time() >= self._token_expiry:
-            status = exec_credential(s.exec_spec)
+            status = exec_credential(s.exec_spec, self._run)
             if status.get("token"):
                 self._headers["Authorization"] = f"Bearer {status['token']}"
             if status.get("clientCertificateData"):
@@ -299,5 +304,7 @@ class Client:
         return bool(found and found[1])
 
 
-def connect(kubeconfig: str | None = None, context: str | None = None) -> Client:
-    return Client(load_settings(kubeconfig, context))
+def connect(kubeconfig: str | None = None, context: str | None = None,
+            run: Callable[[list, dict], tuple] | None = None) -> Client:
+    """A client for the kubeconfig's context; run starts exec credential plugins."""
+    return Client(load_settings(kubeconfig, context), run)

@@ -32,6 +32,7 @@ attributes:
     description: Reads only.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
 """
 
 EXAMPLES = r"""
@@ -69,7 +70,8 @@ from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s
 def main():
     module = AnsibleModule(argument_spec=k8s.OBJECT_INFO_SPEC, supports_check_mode=True)
     try:
-        client = k8s.connect(module.params["kubeconfig"], module.params["context"])
+        client = k8s.connect(module.params["kubeconfig"], module.params["context"],
+                             lambda argv, env: module.run_command(argv, environ_update=env, handle_exceptions=False))
         objects = k8s.object_info(client, module.params["objects"])
     except k8s.K8sError as exc:
         module.fail_json(msg=str(exc))

@@ -10,10 +10,21 @@ On any other connection it runs the module as usual.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from typing import Any, ClassVar
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
+
+
+def run_command(argv: list, env: dict) -> tuple:
+    """Start a command on the control node (an exec credential plugin of the kubeconfig): (rc, stdout, stderr)."""
+    try:
+        done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired as exc:
+        return 124, "", f"no answer within {exc.timeout} s"
+    return done.returncode, done.stdout, done.stderr
 
 
 class InProcessAction(ActionBase):

@@ -10,6 +10,7 @@ import stat
 import pytest
 
 from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s, k8s_client
+from ansible_collections.mlplatform.mlflow.plugins.plugin_utils.in_process import run_command
 
 
 def _write(path, doc):
@@ -57,9 +58,11 @@ def test_exec_plugin_gets_exec_info_and_its_token_is_used(tmp_path):
     plugin.chmod(plugin.stat().st_mode | stat.S_IEXEC)
     spec = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin),
             "env": [{"name": "EXTRA", "value": "x"}]}
-    assert k8s_client.exec_credential(spec)["token"] == "from-plugin-x"
+    assert k8s_client.exec_credential(spec, run_command)["token"] == "from-plugin-x"
     with pytest.raises(k8s_client.K8sError, match=r"could not run.*install it"):
-        k8s_client.exec_credential({"command": str(tmp_path / "missing"), "installHint": "install it"})
+        k8s_client.exec_credential({"command": str(tmp_path / "missing"), "installHint": "install it"}, run_command)
+    with pytest.raises(k8s_client.K8sError, match="cannot start"):
+        k8s_client.exec_credential(spec, None)
 
 
 def test_inline_certificate_data_is_decoded(tmp_path):
