@@ -39,7 +39,8 @@ def test_a_key_is_refused_on_the_gke_inventories(kubeconfig, key_path, inventory
     result = run_playbook("tests/integration/reliability/bad_input.yml", {
         "bad_role": "mlflow_server", variable: value,
         # the inventories' placeholders (refused by their own checks first) and vault variable
-        "gcp_project": "mlp-staging", "vault_mlflow_admin_password": "not-used",
+        "gcp_project": "mlp-staging", "mlplatform_host": "mlflow.example.com",
+        "vault_mlflow_admin_password": "not-used",
     }, inventory=f"inventories/{inventory}", timeout=300)
     assert result.rc != 0
     assert f"{variable} is refused on a Workload Identity (GKE) inventory" in result.text, result.output[-3000:]
