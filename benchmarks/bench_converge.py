@@ -1,7 +1,14 @@
 """Converge speed: the whole platform's no-op and --check --diff, and the server's first converge to Ready, each
-beside `kubectl apply --server-side` of the same objects, alternated in one run; plus a per-task profile.
+beside `kubectl apply --server-side` of the same objects and beside the community MLflow Helm chart (`helm
+upgrade` no-op, `helm install --wait`), alternated in one run; plus a per-task profile.
 
-    python benchmarks/bench_converge.py [--rounds 5] [--root CHECKOUT] [--skip-first]
+    python benchmarks/bench_converge.py [--rounds 5] [--root CHECKOUT] [--skip-first] [--helm-chart DIR]
+
+--helm-chart is a local copy of the community-charts `mlflow` chart 1.11.5 (`helm pull community-charts/mlflow
+--version 1.11.5 --untar` where the internet is reachable; it is not vendored here). It is installed with our MLflow
+image and an external PostgreSQL (our postgresql image, in its own namespace), its other values at their defaults;
+its subchart dependencies (Bitnami PostgreSQL/MySQL, MinIO, all disabled by default) are dropped from a temporary
+copy, since they cannot be downloaded. Helm itself is built from the Go module proxy into the cache.
 
 --root runs another checkout's playbooks (an older commit, for a before/after profile) on the same cluster; the
 results then go to results/converge-<name of that folder>.json. The no-op is `site.yml -i inventories/local` with
@@ -15,6 +22,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -22,12 +30,84 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
 from common import ROOT, kubectl, kubectl_json, save
 
 SERVED = [{"name": "iris", "model": "bench-converge-iris", "alias": "champion", "replicas": 1}]
 TRACKING = "http://127.0.0.1:30500"
 COPY_NS = "bench-kubectl"  # where kubectl applies the same objects
 FIRST_ROLE_NS, FIRST_KUBECTL_NS = "bench-first-role", "bench-first-kubectl"
+HELM_VERSION = "v3.21.4"  # the helm.sh/helm/v3 version the Go module proxy here serves and approves (not v3.22.0)
+HELM = Path(os.environ.get("MLP_CACHE", "/var/cache/mlplatform")) / "helm" / HELM_VERSION / "helm"
+HELM_NS, HELM_DB_NS = "bench-helm", "bench-helm-db"
+
+
+def helm(*args: str) -> str:
+    if not HELM.exists():
+        HELM.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["go", "install", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], check=True,
+                       env={**os.environ, "GOBIN": str(HELM.parent), "GOFLAGS": "-trimpath"})
+    proc = subprocess.run([str(HELM), *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"helm {' '.join(args)}: {proc.stderr}")
+    return proc.stdout
+
+
+def helm_chart(source: Path) -> Path:
+    """A temporary copy of the chart without its subchart dependencies (nothing else changed)."""
+    copy = Path(tempfile.mkdtemp(prefix="bench-chart-")) / "mlflow"
+    shutil.copytree(source, copy)
+    chart = yaml.safe_load((copy / "Chart.yaml").read_text())
+    assert chart["name"] == "mlflow" and chart["version"] == "1.11.5", f"not the mlflow chart 1.11.5: {chart}"
+    chart.pop("dependencies", None)
+    (copy / "Chart.yaml").write_text(yaml.safe_dump(chart))
+    (copy / "Chart.lock").unlink(missing_ok=True)
+    return copy
+
+
+def helm_database() -> None:
+    """The chart's external PostgreSQL: our postgresql image in its own namespace, one database per install."""
+    kubectl("create", "namespace", HELM_DB_NS, check=False)
+    manifest = {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg", "namespace": HELM_DB_NS},
+         "stringData": {"password": "bench-password"}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "pg", "namespace": HELM_DB_NS},
+         "spec": {"selector": {"app": "pg"}, "ports": [{"port": 5432}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "pg", "namespace": HELM_DB_NS},
+         "spec": {"selector": {"matchLabels": {"app": "pg"}}, "template": {"metadata": {"labels": {"app": "pg"}},
+                                                                            "spec": {
+             "securityContext": {"runAsUser": 999, "runAsGroup": 999, "fsGroup": 999},
+             "containers": [{"name": "pg", "image": "docker.io/mlplatform/postgresql:15",
+                             "imagePullPolicy": "IfNotPresent",
+                             "env": [{"name": "POSTGRES_DB", "value": "mlflow"},
+                                     {"name": "POSTGRES_USER", "value": "mlflow"},
+                                     {"name": "POSTGRES_PASSWORD_FILE", "value": "/run/secrets/db/password"}],
+                             "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-q"]}},
+                             "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                                              {"name": "secret", "mountPath": "/run/secrets/db"}]}],
+             "volumes": [{"name": "data", "emptyDir": {}}, {"name": "secret", "secret": {"secretName": "pg"}}]}}}}]}
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    kubectl("-n", HELM_DB_NS, "rollout", "status", "deployment/pg", "--timeout=180s")
+
+
+def helm_values(database: str) -> Path:
+    values = {"image": {"repository": "docker.io/mlplatform/mlflow", "tag": "3.17.2", "pullPolicy": "IfNotPresent"},
+              "backendStore": {"postgres": {"enabled": True, "host": f"pg.{HELM_DB_NS}.svc.cluster.local",
+                                            "port": 5432, "database": database, "user": "mlflow",
+                                            "password": "bench-password", "driver": "psycopg2"}}}
+    path = Path(tempfile.mkstemp(suffix=".yaml")[1])
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def helm_install(chart: Path, database: str) -> float:
+    """Seconds from `helm install --wait` to a Ready server, on a fresh database."""
+    kubectl("-n", HELM_DB_NS, "exec", "deploy/pg", "--", "psql", "-h", "/tmp", "-d", "mlflow", "-c",
+            f"CREATE DATABASE {database} OWNER mlflow")
+    start = time.monotonic()
+    helm("install", "mlflow", str(chart), "-n", HELM_NS, "--create-namespace", "-f", str(helm_values(database)),
+         "--wait", "--timeout", "300s")
+    return time.monotonic() - start
 
 
 def playbook(root: Path, path: str, extra: dict, inventory: str, check: bool = False) -> tuple[float, dict, str]:
@@ -140,7 +220,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--skip-first", action="store_true", help="skip the first-converge comparison")
+    parser.add_argument("--helm-chart", type=Path, help="a local copy of the community-charts mlflow chart 1.11.5")
     args = parser.parse_args()
+    chart = helm_chart(args.helm_chart) if args.helm_chart else None
     root = args.root.resolve()
     site = ("playbooks/site.yml", {"model_serving_models": SERVED}, "inventories/local")
 
@@ -151,12 +233,22 @@ def main() -> None:
     objects = live_objects(["mlflow", "mlflow-serving"])
     kubectl_apply(objects)
 
-    noop, check, k_noop = [], [], []
-    for _ in range(args.rounds):  # alternated: role, kubectl, role --check --diff, kubectl
+    if chart:
+        helm_database()
+        subprocess.run([str(HELM), "uninstall", "mlflow", "-n", HELM_NS, "--wait"], capture_output=True, check=False)
+        kubectl("delete", "namespace", HELM_NS, "--wait=true", "--ignore-not-found")
+        helm_install(chart, "noop")
+        helm_noop_values = helm_values("noop")
+    noop, check, k_noop, h_noop = [], [], [], []
+    for _ in range(args.rounds):  # alternated: role, kubectl, helm, role --check --diff, kubectl, helm
         noop.append(playbook(root, *site))
         k_noop.append(timed(kubectl_apply, objects))
+        if chart:
+            h_noop.append(timed(helm, "upgrade", "mlflow", str(chart), "-n", HELM_NS, "-f", str(helm_noop_values)))
         check.append(playbook(root, *site, check=True))
         k_noop.append(timed(kubectl_apply, objects))
+        if chart:
+            h_noop.append(timed(helm, "upgrade", "mlflow", str(chart), "-n", HELM_NS, "-f", str(helm_noop_values)))
     assert all(changed(out) == 0 for _s, _p, out in noop + check), "a no-op run changed something"
     assert all("+++ after" not in out for _s, _p, out in check), "--check --diff printed a diff on a no-op"
     results = {
@@ -170,9 +262,12 @@ def main() -> None:
         "noop_profile": median_run(noop)[1],
     }
     results["noop_vs_kubectl"] = round(results["noop_site_median_s"] / results["kubectl_noop_apply_median_s"], 1)
+    if chart:
+        results.update({"helm_version": HELM_VERSION, "helm_noop_upgrade_s": [round(x, 2) for x in h_noop],
+                        "helm_noop_upgrade_median_s": round(statistics.median(h_noop), 2)})
     if not args.skip_first:
-        role_first, kubectl_first, server_objects = [], [], []
-        for _ in range(args.rounds):
+        role_first, kubectl_first, helm_first, server_objects = [], [], [], []
+        for index in range(args.rounds):
             for ns in (FIRST_ROLE_NS, FIRST_KUBECTL_NS):
                 kubectl("delete", "namespace", ns, "--wait=true", "--ignore-not-found")
             seconds, _profile, _out = playbook(root, "benchmarks/converge.yml", {"bench_namespace": FIRST_ROLE_NS},
@@ -186,13 +281,27 @@ def main() -> None:
             for workload in ("statefulset/mlflow-db", "deployment/mlflow"):
                 kubectl("-n", FIRST_KUBECTL_NS, "rollout", "status", workload, "--timeout=300s")
             kubectl_first.append(time.monotonic() - start)
+            if chart:
+                subprocess.run([str(HELM), "uninstall", "mlflow", "-n", HELM_NS, "--wait"], capture_output=True,
+                               check=False)
+                kubectl("delete", "namespace", HELM_NS, "--wait=true", "--ignore-not-found")
+                helm_first.append(helm_install(chart, f"first{index}"))
         results.update({"first_converge_role_s": [round(s, 1) for s in role_first],
                         "first_converge_role_median_s": round(statistics.median(role_first), 1),
                         "first_apply_kubectl_to_ready_s": [round(s, 1) for s in kubectl_first],
                         "first_apply_kubectl_median_s": round(statistics.median(kubectl_first), 1)})
+        if chart:
+            results.update({"helm_install_wait_s": [round(x, 1) for x in helm_first],
+                            "helm_install_wait_median_s": round(statistics.median(helm_first), 1)})
+            results["first_converge_vs_helm"] = round(results["first_converge_role_median_s"]
+                                                      / results["helm_install_wait_median_s"], 2)
         for ns in (FIRST_ROLE_NS, FIRST_KUBECTL_NS):
             kubectl("delete", "namespace", ns, "--wait=false")
     kubectl("delete", "namespace", COPY_NS, "--wait=false")
+    if chart:
+        subprocess.run([str(HELM), "uninstall", "mlflow", "-n", HELM_NS], capture_output=True, check=False)
+        for ns in (HELM_NS, HELM_DB_NS):
+            kubectl("delete", "namespace", ns, "--wait=false")
     save("converge" if root == ROOT else f"converge-{root.name}", results)
     print(json.dumps({k: v for k, v in results.items() if k != "noop_profile"}, indent=2))
 

@@ -122,6 +122,57 @@ ROLE_CASES = [
                        "mlplatform_context": GKE_CONTEXT}, "is a GKE context"),
 ]
 
+# Every variable with a value domain (plugins/filter/domains.py), one value outside it: refused by name in the
+# preflight, before the namespace exists.
+DOMAIN_CASES = [
+    ("mlflow_server", "mlflow_server_namespace", "ML_flow"),
+    ("mlflow_server", "mlflow_server_name", "a-name-that-is-far-too-long-for-the-derived-names"),
+    ("mlflow_server", "mlflow_server_replicas", -1),
+    ("mlflow_server", "mlflow_server_cpu_request", "-250m"),
+    ("mlflow_server", "mlflow_server_cpu_limit", "two"),
+    ("mlflow_server", "mlflow_server_memory_request", "1.5GB"),
+    ("mlflow_server", "mlflow_server_memory_limit", "0"),
+    ("mlflow_server", "mlflow_server_workers", -2),
+    ("mlflow_server", "mlflow_server_tmp_size_limit", "lots"),
+    ("mlflow_server", "mlflow_server_database_port", 70000),
+    ("mlflow_server", "mlflow_server_database_max_connections", 0),
+    ("mlflow_server", "mlflow_server_database_reserved_connections", -1),
+    ("mlflow_server", "mlflow_server_database_pool_size", 0),
+    ("mlflow_server", "mlflow_server_database_max_overflow", -5),
+    ("mlflow_server", "mlflow_server_database_storage_size", "5 GiB"),
+    ("mlflow_server", "mlflow_server_database_storage_class", "Fast_SSD"),
+    ("mlflow_server", "mlflow_server_backup_storage_size", "-1Gi"),
+    ("mlflow_server", "mlflow_server_artifacts_storage_size", "ten"),
+    ("mlflow_server", "mlflow_server_migration_timeout", 0),
+    ("mlflow_server", "mlflow_server_service_account_name", "MLflow Server"),
+    ("mlflow_server", "mlflow_server_auth_cache_ttl", -30),
+    ("mlflow_server", "mlflow_server_external_secrets_refresh_interval", "hourly"),
+    ("mlflow_server", "mlflow_server_external_secrets_sync_timeout", 0),
+    ("mlflow_server", "mlflow_server_node_port", 8080),
+    ("mlflow_server", "mlflow_server_ingress_host", "https://mlflow.example.com/"),
+    ("mlflow_server", "mlflow_server_ingress_class_name", "Traefik!"),
+    ("mlflow_server", "mlflow_server_ingress_tls_secret_name", "TLS_secret"),
+    ("mlflow_server", "mlflow_server_extra_allowed_hosts", ["http://mlflow.example.com/x"]),
+    ("mlflow_server", "mlflow_server_request_timeout", -1),
+    ("mlflow_server", "mlflow_server_hpa_min_replicas", 0),
+    ("mlflow_server", "mlflow_server_hpa_max_replicas", 0),
+    ("mlflow_server", "mlflow_server_hpa_cpu_utilization", 150),
+    ("mlflow_server", "mlflow_server_rollout_timeout", 0),
+    ("mlflow_server", "mlflow_server_gc_schedule", "every night"),
+    ("mlflow_server", "mlflow_server_gc_older_than", "30 days"),
+    ("mlflow_server", "mlflow_server_extra_env", {"MLFLOW_BACKEND_STORE_URI": "sqlite:///x.db"}),
+    ("model_serving", "model_serving_namespace", "Serving"),
+    ("model_serving", "model_serving_default_replicas", 0),
+    ("model_serving", "model_serving_default_cpu_request", "fast"),
+    ("model_serving", "model_serving_default_cpu_limit", "-1"),
+    ("model_serving", "model_serving_default_memory_request", "1 GB"),
+    ("model_serving", "model_serving_default_memory_limit", "big"),
+    ("model_serving", "model_serving_default_timeout", 0),
+    ("model_serving", "model_serving_rollout_timeout", -1),
+    ("model_serving", "model_serving_ingress_host", "serving.example.com:443"),
+    ("model_serving", "model_serving_ingress_class_name", "Nginx Class"),
+]
+
 MODULE_CASES = [
     ("k8s_object_set", {"definitions": []}, "name"),
     ("k8s_object_set", {"name": "x", "definitions": [{"kind": "ConfigMap", "metadata": {"name": "c"}}]}, "apiVersion"),
@@ -177,6 +228,23 @@ def test_bad_role_variables_fail_clearly_before_any_change(kubeconfig, gke_named
     if created:
         subprocess.run(["kubectl", "delete", "namespace", namespace, "--wait=false"], capture_output=True, check=False)
     assert not created, f"{namespace} was created although the input was rejected"
+
+
+@pytest.mark.parametrize("role, variable, value", DOMAIN_CASES, ids=[c[1] for c in DOMAIN_CASES])
+def test_values_outside_their_domain_are_refused_by_name_before_any_change(kubeconfig, tally, role, variable, value):
+    tally["inputs"] += 1
+    namespace = f"bad-domain-{role.replace('_', '-')}"
+    ns_var = {"mlflow_server": "mlflow_server_namespace", "model_serving": "model_serving_namespace"}[role]
+    base = SERVER if role == "mlflow_server" else SERVING
+    variables = {ns_var: namespace, **base, variable: value}
+    result = run_playbook("tests/integration/reliability/bad_input.yml", {"bad_role": role, **variables}, timeout=300)
+    assert result.rc != 0, f"{role} accepted {variable}={value!r}"
+    assert f"{variable} " in result.text or f"{variable}[" in result.text, result.output[-2500:]
+    assert "Traceback" not in result.output
+    created = [ns for ns in {namespace, variables[ns_var]} if namespace_exists(ns)]
+    for ns in created:
+        subprocess.run(["kubectl", "delete", "namespace", ns, "--wait=false"], capture_output=True, check=False)
+    assert not created, f"{created} created although {variable}={value!r} was refused"
 
 
 @pytest.mark.parametrize("module, args, expected", MODULE_CASES,
