@@ -26,6 +26,11 @@ options:
   context:
     description: Kubeconfig context; defaults to the current context.
     type: str
+  default:
+    description:
+      - Returned when the Secret or the key does not exist, for example in a check-mode run on an empty cluster,
+        before the role that creates the Secret has run. Without it, a missing Secret or key is an error.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -65,6 +70,8 @@ class LookupModule(LookupBase):
         except k8s.K8sError as exc:
             raise AnsibleLookupError(f"k8s_secret: {exc}") from exc
         if secret is None or key not in (secret.get("data") or {}):
+            if self.get_option("default") is not None:
+                return [self.get_option("default")]
             raise AnsibleLookupError(f"k8s_secret: Secret {namespace}/{name} has no key {key!r}"
                                      + ("" if secret else " (the Secret does not exist)"))
         return [base64.b64decode(secret["data"][key]).decode()]

@@ -10,6 +10,7 @@ On any other connection it runs the module as usual.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from typing import Any, ClassVar
@@ -49,8 +50,10 @@ class InProcessAction(ActionBase):
         if validated.error_messages:
             result.update(failed=True, msg="; ".join(validated.error_messages))
             return result
+        # Plain JSON types, as a module receives them (templated values are tagged subclasses that YAML diffs refuse).
+        params = json.loads(json.dumps(validated.validated_parameters))
         try:
-            outcome = self.work(validated.validated_parameters, bool(self._task.check_mode))
+            outcome = self.work(params, bool(self._task.check_mode))
         except self.ERRORS as exc:
             details = exc.details() if hasattr(exc, "details") else {}
             result.update(failed=True, msg=str(exc), **details)

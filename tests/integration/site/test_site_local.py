@@ -14,6 +14,10 @@ from ..ansible_run import run_playbook
 
 def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, namespaces_to_delete, tmp_path):
     namespaces_to_delete.extend(["mlflow-serving", "mlflow"])
+    fresh = not namespace_exists("mlflow")
+    planned = run_playbook("playbooks/site.yml", inventory="inventories/local", check=True)
+    assert planned.rc == 0 and planned.changed > 0, planned.output[-4000:]
+    assert not fresh or not namespace_exists("mlflow"), "check mode created the namespace"
     first = run_playbook("playbooks/site.yml", inventory="inventories/local")
     assert first.rc == 0, first.output[-4000:]
     second = run_playbook("playbooks/site.yml", inventory="inventories/local")
@@ -33,6 +37,10 @@ def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, n
              if all(c.get("ready") for c in p["status"].get("containerStatuses", []))}
     assert {"server", "database", "gcs-emulator"} <= ready
     rendered_manifests_are_what_the_cluster_holds(tmp_path)
+
+
+def namespace_exists(name: str) -> bool:
+    return subprocess.run(["kubectl", "get", "namespace", name], capture_output=True, check=False).returncode == 0
 
 
 def rendered_manifests_are_what_the_cluster_holds(tmp_path: Path) -> None:
