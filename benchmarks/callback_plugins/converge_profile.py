@@ -23,10 +23,15 @@ description: Writes the profile of a playbook run to the file named by CONVERGE_
 """
 
 
+# The collection's modules that run inside Ansible's worker on the control node (plugins/action/).
+IN_PROCESS = ("mlplatform.mlflow.k8s_object_set", "mlplatform.mlflow.k8s_object_info",
+              "mlplatform.mlflow.mlflow_model_uri_info")
+
+
 def kind_of(action: str, raw_args: str) -> str:
     """What a task costs, judged from its action and its (untemplated) arguments."""
-    if action.startswith("mlplatform.mlflow.k8s_"):
-        return "kubernetes, in process (collection action)"
+    if action in IN_PROCESS:
+        return "collection action, in process (Kubernetes / MLflow API)"
     if action.startswith("kubernetes.core."):
         return "kubernetes.core module (own Python process)"
     if action.startswith("mlplatform.mlflow."):
