@@ -256,3 +256,25 @@ def test_bad_module_arguments_fail_clearly(kubeconfig, tally, module, args, expe
     assert result.rc != 0, f"{module} accepted {json.dumps(args)}"
     assert expected in result.text, f"the failure does not mention {expected!r}:\n{result.output[-2500:]}"
     assert "Traceback" not in result.output
+
+
+def test_an_object_the_api_server_refuses_stops_the_run_before_any_change(kubeconfig, tally):
+    """A node port another Service holds is refused by the API server, not by a preflight rule: the dry run of the
+    server's objects, before the foundation is applied, stops the run with the API's reason."""
+    tally["inputs"] += 1
+    holder = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "port-holder", "namespace": "default"},
+              "spec": {"type": "NodePort", "selector": {"app": "none"},
+                       "ports": [{"port": 80, "targetPort": 80, "nodePort": 30599}]}}
+    subprocess.run(["kubectl", "apply", "-f", "-"], input=json.dumps(holder), text=True, capture_output=True,
+                   check=True)
+    try:
+        result = run_playbook("tests/integration/reliability/bad_input.yml", {
+            "bad_role": "mlflow_server", "mlflow_server_namespace": "bad-input-node-port", **SERVER,
+            "mlflow_server_service_type": "NodePort", "mlflow_server_node_port": 30599}, timeout=300)
+    finally:
+        subprocess.run(["kubectl", "-n", "default", "delete", "service", "port-holder"], capture_output=True,
+                       check=False)
+    assert result.rc != 0, "a node port already allocated was accepted"
+    assert "30599" in result.text and "Dry-run the upgrade Job and the server's objects" in result.text, \
+        result.output[-2500:]
+    assert not namespace_exists("bad-input-node-port"), "the namespace was created although the run was refused"
