@@ -139,7 +139,7 @@ def apply(client: Client, obj: dict[str, Any], field_manager: str, dry_run: bool
         # Server-side apply takes YAML, and JSON is YAML.
         return client.request("PATCH", path, obj, query, content_type="application/apply-patch+yaml")
     except K8sError as exc:
-        raise _api_error(exc, "applying", object_ref(obj)) from exc
+        raise _api_error(exc, "applying (dry run)" if dry_run else "applying", object_ref(obj)) from exc
 
 
 def list_objects(client: Client, api_version: str, kind: str, namespace: str | None,
