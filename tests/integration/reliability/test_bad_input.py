@@ -61,8 +61,10 @@ ROLE_CASES = [
     ("mlflow_server", {**SERVER, "mlflow_server_database_max_connections": 20},
      "mlflow_server_database_max_connections"),
     ("mlflow_server", {**SERVER, "mlflow_server_memory_limit": "256Mi"}, "mlflow_server_memory_limit"),
-    ("mlflow_server", {**SERVER, "mlflow_server_cpu_limit": "lots"}, "not a Kubernetes CPU quantity"),
-    ("mlflow_server", {**SERVER, "mlflow_server_memory_limit": "a lot"}, "not a Kubernetes memory quantity"),
+    ("mlflow_server", {**SERVER, "mlflow_server_cpu_limit": "lots"},
+     "mlflow_server_cpu_limit must be a positive CPU quantity"),
+    ("mlflow_server", {**SERVER, "mlflow_server_memory_limit": "a lot"},
+     "mlflow_server_memory_limit must be a positive memory quantity"),
     # secret_source=external_secrets: refused before the cluster is asked anything about the operator.
     ("mlflow_server", {**SERVER, "mlflow_server_secret_source": "external_secrets"},
      "mlflow_server_external_secrets_store_name"),
