@@ -100,10 +100,15 @@ def helm_values(database: str) -> Path:
     return path
 
 
+def helm_remove() -> None:
+    subprocess.run([str(HELM), "uninstall", "mlflow", "-n", HELM_NS, "--wait"], capture_output=True, check=False)
+    kubectl("delete", "namespace", HELM_NS, "--wait=true", "--ignore-not-found")
+
+
 def helm_install(chart: Path, database: str) -> float:
     """Seconds from `helm install --wait` to a Ready server, on a fresh database."""
-    kubectl("-n", HELM_DB_NS, "exec", "deploy/pg", "--", "psql", "-h", "/tmp", "-d", "mlflow", "-c",
-            f"CREATE DATABASE {database} OWNER mlflow")
+    for sql in (f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", f"CREATE DATABASE {database} OWNER mlflow"):
+        kubectl("-n", HELM_DB_NS, "exec", "deploy/pg", "--", "psql", "-h", "/tmp", "-d", "mlflow", "-c", sql)
     start = time.monotonic()
     helm("install", "mlflow", str(chart), "-n", HELM_NS, "--create-namespace", "-f", str(helm_values(database)),
          "--wait", "--timeout", "300s")
@@ -168,7 +173,8 @@ def live_objects(namespaces: list[str]) -> list[dict]:
                 continue
             spec = dict(item.get("spec") or {})
             if item["kind"] == "Service":
-                spec = {k: v for k, v in spec.items() if k not in ("clusterIP", "clusterIPs")}
+                spec = {k: v for k, v in spec.items()
+                        if k not in ("clusterIP", "clusterIPs", "externalTrafficPolicy", "healthCheckNodePort")}
                 spec["ports"] = [{k: v for k, v in p.items() if k != "nodePort"} for p in spec.get("ports", [])]
                 spec["type"] = "ClusterIP"
             if item["kind"] == "PersistentVolumeClaim":
@@ -226,6 +232,8 @@ def main() -> None:
     root = args.root.resolve()
     site = ("playbooks/site.yml", {"model_serving_models": SERVED}, "inventories/local")
 
+    for ns in (FIRST_ROLE_NS, FIRST_KUBECTL_NS, COPY_NS, HELM_NS):  # what an interrupted run left (CPU requests)
+        kubectl("delete", "namespace", ns, "--wait=true", "--ignore-not-found")
     playbook(root, site[0], {}, site[2])  # the platform, converged
     register_model()
     playbook(root, *site)  # and the served model
@@ -235,8 +243,7 @@ def main() -> None:
 
     if chart:
         helm_database()
-        subprocess.run([str(HELM), "uninstall", "mlflow", "-n", HELM_NS, "--wait"], capture_output=True, check=False)
-        kubectl("delete", "namespace", HELM_NS, "--wait=true", "--ignore-not-found")
+        helm_remove()
         helm_install(chart, "noop")
         helm_noop_values = helm_values("noop")
     noop, check, k_noop, h_noop = [], [], [], []
@@ -266,14 +273,18 @@ def main() -> None:
         results.update({"helm_version": HELM_VERSION, "helm_noop_upgrade_s": [round(x, 2) for x in h_noop],
                         "helm_noop_upgrade_median_s": round(statistics.median(h_noop), 2)})
     if not args.skip_first:
+        # One side at a time on the node (2 CPUs: requests of three servers at once do not fit): whatever a side
+        # created is deleted, and its deletion waited for, before the next side starts.
+        kubectl("delete", "namespace", COPY_NS, "--wait=true", "--ignore-not-found")
+        if chart:
+            helm_remove()
         role_first, kubectl_first, helm_first, server_objects = [], [], [], []
         for index in range(args.rounds):
-            for ns in (FIRST_ROLE_NS, FIRST_KUBECTL_NS):
-                kubectl("delete", "namespace", ns, "--wait=true", "--ignore-not-found")
             seconds, _profile, _out = playbook(root, "benchmarks/converge.yml", {"bench_namespace": FIRST_ROLE_NS},
                                                "tests/integration/inventory.yml")
             role_first.append(seconds)
             server_objects = server_objects or live_objects([FIRST_ROLE_NS])  # what the role applied, once
+            kubectl("delete", "namespace", FIRST_ROLE_NS, "--wait=true")
             kubectl("create", "namespace", FIRST_KUBECTL_NS)
             kubectl("label", "namespace", FIRST_KUBECTL_NS, "pod-security.kubernetes.io/enforce=restricted")
             start = time.monotonic()
@@ -281,11 +292,10 @@ def main() -> None:
             for workload in ("statefulset/mlflow-db", "deployment/mlflow"):
                 kubectl("-n", FIRST_KUBECTL_NS, "rollout", "status", workload, "--timeout=300s")
             kubectl_first.append(time.monotonic() - start)
+            kubectl("delete", "namespace", FIRST_KUBECTL_NS, "--wait=true")
             if chart:
-                subprocess.run([str(HELM), "uninstall", "mlflow", "-n", HELM_NS, "--wait"], capture_output=True,
-                               check=False)
-                kubectl("delete", "namespace", HELM_NS, "--wait=true", "--ignore-not-found")
                 helm_first.append(helm_install(chart, f"first{index}"))
+                helm_remove()
         results.update({"first_converge_role_s": [round(s, 1) for s in role_first],
                         "first_converge_role_median_s": round(statistics.median(role_first), 1),
                         "first_apply_kubectl_to_ready_s": [round(s, 1) for s in kubectl_first],
@@ -295,13 +305,10 @@ def main() -> None:
                             "helm_install_wait_median_s": round(statistics.median(helm_first), 1)})
             results["first_converge_vs_helm"] = round(results["first_converge_role_median_s"]
                                                       / results["helm_install_wait_median_s"], 2)
-        for ns in (FIRST_ROLE_NS, FIRST_KUBECTL_NS):
-            kubectl("delete", "namespace", ns, "--wait=false")
-    kubectl("delete", "namespace", COPY_NS, "--wait=false")
+    kubectl("delete", "namespace", COPY_NS, "--wait=false", "--ignore-not-found")
     if chart:
-        subprocess.run([str(HELM), "uninstall", "mlflow", "-n", HELM_NS], capture_output=True, check=False)
-        for ns in (HELM_NS, HELM_DB_NS):
-            kubectl("delete", "namespace", ns, "--wait=false")
+        helm_remove()
+        kubectl("delete", "namespace", HELM_DB_NS, "--wait=false")
     save("converge" if root == ROOT else f"converge-{root.name}", results)
     print(json.dumps({k: v for k, v in results.items() if k != "noop_profile"}, indent=2))
 

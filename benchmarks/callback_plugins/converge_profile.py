@@ -14,6 +14,7 @@ import os
 import time
 
 from ansible.plugins.callback import CallbackBase
+from ansible.plugins.loader import action_loader
 
 DOCUMENTATION = """
 name: converge_profile
@@ -23,14 +24,10 @@ description: Writes the profile of a playbook run to the file named by CONVERGE_
 """
 
 
-# The collection's modules that run inside Ansible's worker on the control node (plugins/action/).
-IN_PROCESS = ("mlplatform.mlflow.k8s_object_set", "mlplatform.mlflow.k8s_object_info",
-              "mlplatform.mlflow.mlflow_model_uri_info")
-
-
 def kind_of(action: str, raw_args: str) -> str:
-    """What a task costs, judged from its action and its (untemplated) arguments."""
-    if action in IN_PROCESS:
+    """What a task costs, judged from its action and its (untemplated) arguments. A collection module with an
+    action plugin of its name runs inside the worker (plugins/action/, in the checkout being profiled)."""
+    if action.startswith("mlplatform.mlflow.") and action_loader.has_plugin(action):
         return "collection action, in process (Kubernetes / MLflow API)"
     if action.startswith("kubernetes.core."):
         return "kubernetes.core module (own Python process)"

@@ -24,6 +24,16 @@ def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, n
     assert second.rc == 0 and second.changed == 0, second.output[-4000:]
     check = run_playbook("playbooks/site.yml", inventory="inventories/local", check=True)
     assert check.rc == 0 and check.changed == 0, check.output[-4000:]
+    assert "+++ after" not in check.output, "--check --diff printed a diff on the converged platform"
+    # One variable changed: the diff shows that field of that object, and nothing else.
+    one = run_playbook("playbooks/site.yml", {"mlflow_server_memory_limit": "2Gi"}, inventory="inventories/local",
+                       check=True)
+    assert one.rc == 0 and one.changed == 1, one.output[-4000:]
+    changed_lines = [line for line in one.output.splitlines()
+                     if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert one.output.count("+++ after") == 1 and "Deployment mlflow/mlflow" in one.output, one.output[-4000:]
+    assert [line[0] + line[1:].split(":")[0].strip() for line in changed_lines] == ["-memory", "+memory"], \
+        changed_lines
     with urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:30500/health",
                                                        headers={"Host": "127.0.0.1:30500"}), timeout=10) as r:
         assert r.status == 200
