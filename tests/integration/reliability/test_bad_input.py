@@ -243,7 +243,7 @@ def test_values_outside_their_domain_are_refused_by_name_before_any_change(kubec
     assert result.rc != 0, f"{role} accepted {variable}={value!r}"
     assert f"{variable} " in result.text or f"{variable}[" in result.text, result.output[-2500:]
     assert "Traceback" not in result.output
-    created = [ns for ns in {namespace, variables[ns_var]} if namespace_exists(ns)]
+    created = [ns for ns in sorted({namespace, variables[ns_var]}) if namespace_exists(ns)]
     for ns in created:
         subprocess.run(["kubectl", "delete", "namespace", ns, "--wait=false"], capture_output=True, check=False)
     assert not created, f"{created} created although {variable}={value!r} was refused"
