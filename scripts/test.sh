@@ -115,6 +115,7 @@ stage_integration() {
                tests/integration/cluster tests/integration/image_publish)
   local ignore=() dir pid rc=0 pids=()
   for dir in "${first[@]}"; do ignore+=("--ignore=$dir"); done
+  mkdir -p "$ROOT/.cache/pytest" || return 1  # pytest makes --basetemp itself, but not its parent
   pytest -q -p no:cacheprovider --basetemp="$ROOT/.cache/pytest/first" --junitxml="$REPORTS/integration-first.xml" \
     "${first[@]}" >"$REPORTS/integration-first.log" 2>&1 &
   pids+=($!)
