@@ -107,28 +107,7 @@ stage_integration() {
   grep -E "built|building" "$REPORTS/cluster-build.log"
   echo "=== the cluster build ended $((SECONDS - start)) s into this stage (log: $REPORTS/cluster-build.log)"
   cluster/cluster.sh up || return 1
-  # Two halves side by side, of about equal length (measured: 22-23 min each alone), with disjoint namespaces and
-  # node ports: most of a tier's time is spent waiting for pods, so the two cores carry both. The first half is
-  # named; the second is everything else, so a new tier runs without being listed. Each half has its own pytest
-  # temporary folder (two sessions sharing one prune each other's).
-  local first=(tests/integration/model_serving tests/integration/runbooks tests/integration/site
-               tests/integration/cluster tests/integration/image_publish)
-  local ignore=() dir pid rc=0 pids=()
-  for dir in "${first[@]}"; do ignore+=("--ignore=$dir"); done
-  mkdir -p "$ROOT/.cache/pytest" || return 1  # pytest makes --basetemp itself, but not its parent
-  pytest -q -p no:cacheprovider --basetemp="$ROOT/.cache/pytest/first" --junitxml="$REPORTS/integration-first.xml" \
-    "${first[@]}" >"$REPORTS/integration-first.log" 2>&1 &
-  pids+=($!)
-  pytest -q -p no:cacheprovider --basetemp="$ROOT/.cache/pytest/second" \
-    --junitxml="$REPORTS/integration-second.xml" "${ignore[@]}" tests/integration \
-    >"$REPORTS/integration-second.log" 2>&1 &
-  pids+=($!)
-  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
-  for half in first second; do
-    echo "=== integration, $half half (log: $REPORTS/integration-$half.log)"
-    grep -E "^(FAILED|ERROR)|^\[|^reliability:|passed|failed" "$REPORTS/integration-$half.log" | tail -n 40
-  done
-  return $rc
+  pytest -q -p no:cacheprovider --junitxml="$REPORTS/integration.xml" tests/integration
 }
 
 for stage in "${STAGES[@]}"; do
