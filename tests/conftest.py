@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -35,3 +36,24 @@ def namespaces_to_delete(kubeconfig):
     if names:
         subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "delete", "namespace", *names, "--wait=true",
                         "--timeout=300s", "--ignore-not-found"], capture_output=True, text=True, check=False)
+
+
+def pytest_collection_modifyitems(items):
+    """Modules with a test that takes the whole cluster (`cluster_alone`) run last, in their own order: the other
+    tests of the session never see the cluster stop."""
+    last = {item.module for item in items if "cluster_alone" in item.fixturenames}
+    items.sort(key=lambda item: item.module in last)
+
+
+@pytest.fixture
+def cluster_alone():
+    """The test stops the whole cluster: wait until no other test run uses it. `make test` runs the integration
+    tier as two pytest runs side by side and holds the lock file named by MLP_CLUSTER_SHARED_LOCK until the other
+    run has ended; run alone, nothing holds it and nothing waits."""
+    path = os.environ.get("MLP_CLUSTER_SHARED_LOCK")
+    if not path:
+        yield
+        return
+    with open(path, "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -222,6 +222,7 @@ def test_network_policies_keep_unlabelled_pods_off_the_database(platform, tally)
         kubectl("-n", "rel-mlflow", "delete", "pod", "rel-intruder", "--grace-period=0", "--force", check=False)
 
 
+@pytest.mark.usefixtures("cluster_alone")
 def test_whole_cluster_stopped_and_started_comes_back_healthy(platform, tally):
     tally["faults"] += 1
     cluster = str(Path(ROOT) / "cluster" / "cluster.sh")

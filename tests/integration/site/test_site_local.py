@@ -30,7 +30,7 @@ def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, n
                        check=True)
     assert one.rc == 0 and one.changed == 1, one.output[-4000:]
     changed_lines = [line for line in one.output.splitlines()
-                     if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+                     if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
     assert one.output.count("+++ after") == 1 and "Deployment mlflow/mlflow" in one.output, one.output[-4000:]
     assert [line[0] + line[1:].split(":")[0].strip() for line in changed_lines] == ["-memory", "+memory"], \
         changed_lines
