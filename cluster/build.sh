@@ -120,5 +120,4 @@ build_go_binary local-path-provisioner local-path-provisioner \
 build_pause
 build_traefik
 build_kube_network_policies
-"$CLUSTER_DIR/registry.sh" >/dev/null # the loopback OCI registry of the tests, in its own cache directory
 [ $((SECONDS - start)) -lt 2 ] || log "built the cluster's binaries into $BIN_DIR in $((SECONDS - start)) s"

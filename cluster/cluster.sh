@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The bundled single-node Kubernetes: `cluster.sh build | up | down | destroy | status`.
-#   build    build what is missing: the binaries (build.sh) and the images (images.sh), side by side
-#   up       build, then start every component; a no-op when all run
+#   build [IMAGE...]  build what is missing: the binaries (build.sh) and the images (images.sh), side by side; with
+#                     image names, only those images besides the cluster's own (pause, coredns)
+#   up [IMAGE...]     build the same, then start every component and import every built image; a no-op when all run
 #   down     stop everything and remove every process, mount, bridge, cgroup and iptables rule; keep the data
 #   destroy  down, then delete the cluster's data too (binaries and images stay cached)
 #   status   print each component's state; exit 0 when the cluster is healthy, 3 when it is stopped, 1 otherwise
@@ -226,7 +227,7 @@ import_images() {
   mkdir -p "$STATE/imported"
   while IFS=$'\t' read -r ref tarball; do
     marker=$STATE/imported/$(basename "$tarball")
-    [ -f "$marker" ] && continue
+    [ -f "$marker" ] || [ ! -f "$tarball" ] && continue  # imported already, or not built (not asked for)
     log "importing $ref"
     ctr_ images import --base-name "${ref%:*}" "$tarball" >/dev/null
     touch "$marker"
@@ -355,12 +356,17 @@ start_kube_network_policies() {
 }
 
 cmd_build() {
-  local images_pid rc=0
+  local images_pid rc=0 wanted
   [ "$(id -u)" = 0 ] || die "must run as root"
+  # The images asked for (default: all), each once, with the cluster's own, packed from binaries, among them.
+  # shellcheck disable=SC2207
+  wanted=($( ("$CLUSTER_DIR/images.sh" names --with-binaries
+             if [ $# -gt 0 ]; then printf '%s\n' "$@"; else "$CLUSTER_DIR/images.sh" names; fi) | sort -u))
   # The Go compiles (CPU) and the images that need none of their binaries (debootstrap, pip: mostly network and
   # disk) run side by side; pause and CoreDNS, packed from binaries, follow.
   # shellcheck disable=SC2046
-  "$CLUSTER_DIR/images.sh" build $("$CLUSTER_DIR/images.sh" names --without-binaries) &
+  "$CLUSTER_DIR/images.sh" build $(comm -12 <(printf '%s\n' "${wanted[@]}") \
+    <("$CLUSTER_DIR/images.sh" names --without-binaries | sort)) &
   images_pid=$!
   "$CLUSTER_DIR/build.sh" || rc=$?
   wait "$images_pid" || rc=$?
@@ -380,7 +386,7 @@ cmd_up() {
     log "no component running: cleaning what an unclean stop left behind"
     cleanup_host
   fi
-  cmd_build
+  cmd_build "$@"
   ip=$(node_ip)
   sysctl -qw net.ipv4.ip_forward=1 fs.inotify.max_user_instances=512 net.bridge.bridge-nf-call-iptables=1
   write_config "$ip"
@@ -470,10 +476,10 @@ cmd_status() {
 }
 
 case "${1:-}" in
-  build) cmd_build ;;
-  up) cmd_up ;;
+  build) shift; cmd_build "$@" ;;
+  up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   destroy) cmd_destroy ;;
   status) cmd_status ;;
-  *) echo "usage: $0 build|up|down|destroy|status" >&2; exit 2 ;;
+  *) echo "usage: $0 build [IMAGE...] | up [IMAGE...] | down | destroy | status" >&2; exit 2 ;;
 esac

@@ -8,6 +8,8 @@
 #   cluster/images.sh names [--with-binaries | --without-binaries]
 #                                         print the image names (only those packed from binaries of build.sh,
 #                                         or only the others)
+#   cluster/images.sh names --of REF...   print the names of the images built as these references (repo:tag);
+#                                         references of no image here are left out
 #
 # Each image lands in $IMAGE_DIR/<repository basename>-<tag>-<content hash>.oci.tar: an OCI image layout, tarred,
 # one manifest whose ref.name is the tag and whose io.containerd.image.name is the full reference, so both
@@ -477,13 +479,15 @@ cmd_list() {
 }
 
 cmd_names() {
-  local name
+  local name option=${1:-}
+  [ $# -eq 0 ] || shift
   for name in "${ALL_IMAGES[@]}"; do
-    case ${1:-} in
+    case $option in
       "") ;;
       --with-binaries) define "$name"; [ "$USES_BIN" = 1 ] || continue ;;
       --without-binaries) define "$name"; [ "$USES_BIN" = 0 ] || continue ;;
-      *) die "usage: images.sh names [--with-binaries | --without-binaries]" ;;
+      --of) define "$name"; [[ " $* " == *" $REF:$TAG "* ]] || continue ;;
+      *) die "usage: images.sh names [--with-binaries | --without-binaries | --of REF...]" ;;
     esac
     echo "$name"
   done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the OCI registry tests run on loopback (CNCF distribution's `registry`, the reference implementation of
 # the OCI distribution spec) from the Go module proxy, into its own versioned cache directory, and print the
-# binary's path. Built only when missing, so a warm run takes no time. cluster/build.sh calls it too.
+# binary's path. Built only when missing, so a warm run takes no time. `make test` builds it beside the cluster.
 # The consumer module (cluster/go/registry/go.mod, go.sum) is committed; when missing it is recreated.
 # Run it as tests do: `registry serve CONFIG` with storage in a temporary folder, listening on 127.0.0.1 only
 # (tests/integration/image_publish/registry.py writes the configuration).

@@ -16,8 +16,10 @@ cluster_build=
 # stages run. It needs only the Debian packages, installed before it (one apt at a time).
 scripts/bootstrap.sh packages || exit 1
 if [[ " ${STAGES[*]} " == *" integration "* ]]; then
-  # The Cloud SQL Auth Proxy image is built on demand by the one test that runs it; build it here, beside the rest.
-  (cluster/cluster.sh build && cluster/images.sh build cloud-sql-proxy) >"$REPORTS/cluster-build.log" 2>&1 &
+  # Besides the cluster and all its images, what only tests use: the Cloud SQL Auth Proxy image and the loopback OCI
+  # registry (each test builds it on demand too).
+  (cluster/cluster.sh build && cluster/images.sh build cloud-sql-proxy && cluster/registry.sh) \
+    >"$REPORTS/cluster-build.log" 2>&1 &
   cluster_build=$!
 fi
 scripts/bootstrap.sh || exit 1
