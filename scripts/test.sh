@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run every test, in order: lint, sanity, unit, integration (the local cluster tier). `scripts/test.sh STAGE...`
-# runs only those stages. Ends with one summary line and exits non-zero when anything failed.
+# Run every test: lint, sanity and unit, and beside them integration (the local cluster tier). `scripts/test.sh
+# STAGE...` runs only those stages. Ends with one summary line and exits non-zero when anything failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
@@ -9,18 +9,17 @@ rm -rf "$REPORTS" && mkdir -p "$REPORTS"
 STAGES=("$@")
 [ ${#STAGES[@]} -gt 0 ] || STAGES=(lint sanity unit integration)
 failed_stages=()
-cluster_build=
 
 # The integration stage needs the local cluster's binaries and images (about 22 minutes to build cold, nothing
 # when cached): their build starts first, in the background, and runs while the virtualenv is made and the other
-# stages run. It needs only the Debian packages, installed before it (one apt at a time).
+# stages run; its exit status lands in cluster-build.rc. It needs only the Debian packages, installed before it (one
+# apt at a time).
 scripts/bootstrap.sh packages || exit 1
 if [[ " ${STAGES[*]} " == *" integration "* ]]; then
   # Besides the cluster and all its images, what only tests use: the Cloud SQL Auth Proxy image and the loopback OCI
   # registry (each test builds it on demand too).
-  (cluster/cluster.sh build && cluster/images.sh build cloud-sql-proxy && cluster/registry.sh) \
-    >"$REPORTS/cluster-build.log" 2>&1 &
-  cluster_build=$!
+  (cluster/cluster.sh build && cluster/images.sh build cloud-sql-proxy && cluster/registry.sh
+   echo $? >"$REPORTS/cluster-build.rc") >"$REPORTS/cluster-build.log" 2>&1 &
 fi
 scripts/bootstrap.sh || exit 1
 . scripts/env.sh
@@ -105,7 +104,9 @@ stage_unit() {
 stage_integration() {
   # The cluster tier needs the bundled cluster (or the one in $KUBECONFIG): bring it up, never skip.
   local start=$SECONDS
-  wait "$cluster_build" || { tail -n 40 "$REPORTS/cluster-build.log"; echo "the cluster build failed"; return 1; }
+  while [ ! -f "$REPORTS/cluster-build.rc" ]; do sleep 2; done
+  [ "$(cat "$REPORTS/cluster-build.rc")" = 0 ] \
+    || { tail -n 40 "$REPORTS/cluster-build.log"; echo "the cluster build failed"; return 1; }
   grep -E "built|building" "$REPORTS/cluster-build.log"
   echo "=== the cluster build ended $((SECONDS - start)) s into this stage (log: $REPORTS/cluster-build.log)"
   cluster/cluster.sh up || return 1
@@ -139,10 +140,26 @@ stage_integration() {
   return $rc
 }
 
-for stage in "${STAGES[@]}"; do
+run_stage() {
+  local stage=$1 start=$SECONDS
   echo "=== $stage"
-  start=$SECONDS
   if "stage_$stage"; then echo "=== $stage passed in $((SECONDS - start)) s"
-  else echo "=== $stage FAILED after $((SECONDS - start)) s"; failed_stages+=("$stage"); fi
+  else echo "=== $stage FAILED after $((SECONDS - start)) s"; return 1; fi
+}
+
+# The integration stage spends most of its time waiting for pods: it starts first, in the background, and the other
+# stages run beside it; its output follows theirs.
+integration=
+for stage in "${STAGES[@]}"; do
+  [ "$stage" = integration ] || continue
+  run_stage integration >"$REPORTS/integration.log" 2>&1 &
+  integration=$!
 done
+for stage in "${STAGES[@]}"; do
+  [ "$stage" = integration ] || run_stage "$stage" || failed_stages+=("$stage")
+done
+if [ -n "$integration" ]; then
+  wait "$integration" || failed_stages+=(integration)
+  cat "$REPORTS/integration.log"
+fi
 python scripts/summarize_tests.py "$REPORTS" "${#STAGES[@]}" "${failed_stages[@]}"

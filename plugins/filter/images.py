@@ -11,12 +11,12 @@ def image_reference_problem(value: object, artifact_registry: bool = False) -> s
     With artifact_registry=True the registry must also be an Artifact Registry Docker host
     (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE).
     """
-    # Imported here, not at the top: Ansible loads every filter file of the collection to find any one filter, in
-    # every task that uses one, and oci.py brings google-auth and requests (about 0.15 s).
-    from ansible_collections.mlplatform.mlflow.plugins.module_utils import oci
+    # Imported here, not at the top: Ansible loads every filter file of the collection to find any one filter.
+    from ansible_collections.mlplatform.mlflow.plugins.module_utils import image_reference
 
     text = "" if value is None else str(value)
-    return oci.artifact_registry_problem(text) if artifact_registry else oci.image_reference_problem(text)
+    return (image_reference.artifact_registry_problem(text) if artifact_registry
+            else image_reference.image_reference_problem(text))
 
 
 class FilterModule:

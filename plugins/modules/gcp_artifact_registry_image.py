@@ -120,15 +120,13 @@ retries:
 """
 
 from ansible_collections.mlplatform.mlflow.plugins.module_utils.google import GoogleModule, check_repository_id
-from ansible_collections.mlplatform.mlflow.plugins.module_utils.oci import (
-    RegistryClient,
+from ansible_collections.mlplatform.mlflow.plugins.module_utils.image_reference import (
     artifact_registry_host,
     check_image_name,
     check_location,
     check_tag,
-    is_safe_url,
-    read_oci_archive,
 )
+from ansible_collections.mlplatform.mlflow.plugins.module_utils.oci import RegistryClient, is_safe_url, read_oci_archive
 
 
 def plan(local_digest: str, remote_digest: str | None) -> dict:

@@ -34,6 +34,17 @@ options:
     type: list
     elements: dict
     default: []
+  later_definitions:
+    description:
+      - Objects of the sets a play applies after this one, checked here and never written. When this set is about
+        to write or delete anything, each of them is server-side dry-run first (in O(namespace) unless it names its
+        own; in C(default) when that does not exist yet), so an object the API server would refuse stops the run
+        before anything changes.
+      - Skipped when this set changes nothing (the later set then checks its own objects before it writes) and in
+        check mode (the later tasks dry-run their own).
+    type: list
+    elements: dict
+    default: []
   state:
     description: C(present) applies the set and prunes; C(absent) deletes every object of the set.
     type: str

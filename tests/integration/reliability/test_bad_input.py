@@ -182,6 +182,8 @@ MODULE_CASES = [
     ("k8s_object_set", {"definitions": []}, "name"),
     ("k8s_object_set", {"name": "x", "definitions": [{"kind": "ConfigMap", "metadata": {"name": "c"}}]}, "apiVersion"),
     ("k8s_object_set", {"name": "x", "definitions": [{"apiVersion": "v1", "kind": "ConfigMap"}]}, "metadata.name"),
+    ("k8s_object_set", {"name": "x", "later_definitions": [{"apiVersion": "v1", "metadata": {"name": "c"}}]},
+     "later_definitions[0] lacks kind"),
     ("k8s_object_set", {"name": "x", "state": "gone"}, "state"),
     ("k8s_object_set", {"name": "x", "kubeconfig": "/nonexistent/kubeconfig"}, "/nonexistent/kubeconfig"),
     ("mlflow_model_alias", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "latest", "version": 1},
@@ -264,8 +266,9 @@ def test_bad_module_arguments_fail_clearly(kubeconfig, tally, module, args, expe
 
 
 def test_an_object_the_api_server_refuses_stops_the_run_before_any_change(kubeconfig, tally):
-    """A node port another Service holds is refused by the API server, not by a preflight rule: the dry run of the
-    server's objects, before the foundation is applied, stops the run with the API's reason."""
+    """A node port another Service holds is refused by the API server, not by a preflight rule: the first set to
+    write (the foundation) dry-runs the later sets' objects first, and the refusal stops the run with the API's
+    reason before anything is written."""
     tally["inputs"] += 1
     holder = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "port-holder", "namespace": "default"},
               "spec": {"type": "NodePort", "selector": {"app": "none"},
@@ -280,6 +283,7 @@ def test_an_object_the_api_server_refuses_stops_the_run_before_any_change(kubeco
         subprocess.run(["kubectl", "-n", "default", "delete", "service", "port-holder"], capture_output=True,
                        check=False)
     assert result.rc != 0, "a node port already allocated was accepted"
-    assert "30599" in result.text and "Dry-run the server's objects" in result.text, result.output[-2500:]
+    assert "30599" in result.text and "applying (dry run) Service bad-input-node-port/mlflow" in result.text, \
+        result.output[-2500:]
     assert "admin-password" not in result.output, "the failure printed the credentials Secret"
     assert not namespace_exists("bad-input-node-port"), "the namespace was created although the run was refused"

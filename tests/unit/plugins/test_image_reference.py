@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.mlplatform.mlflow.plugins.filter.images import image_reference_problem
+from ansible_collections.mlplatform.mlflow.plugins.module_utils import image_reference as refs
 from ansible_collections.mlplatform.mlflow.plugins.module_utils import oci
 from ansible_collections.mlplatform.mlflow.plugins.modules.gcp_artifact_registry_image import plan
 
@@ -22,16 +23,16 @@ AR = "europe-west1-docker.pkg.dev/mlp-staging/mlflow/mlflow-server"
 
 
 @pytest.mark.parametrize("text, expected", [
-    (f"{AR}:3.17.2", oci.Reference("europe-west1-docker.pkg.dev", "mlp-staging/mlflow/mlflow-server", "3.17.2", "")),
+    (f"{AR}:3.17.2", refs.Reference("europe-west1-docker.pkg.dev", "mlp-staging/mlflow/mlflow-server", "3.17.2", "")),
     (f"{AR}:3.17.2@{DIGEST}",
-     oci.Reference("europe-west1-docker.pkg.dev", "mlp-staging/mlflow/mlflow-server", "3.17.2", DIGEST)),
-    (f"{AR}@{DIGEST}", oci.Reference("europe-west1-docker.pkg.dev", "mlp-staging/mlflow/mlflow-server", "", DIGEST)),
-    ("docker.io/mlplatform/mlflow:3.17.2", oci.Reference("docker.io", "mlplatform/mlflow", "3.17.2", "")),
-    ("127.0.0.1:5000/a/b_c__d-e:v1", oci.Reference("127.0.0.1:5000", "a/b_c__d-e", "v1", "")),
-    ("localhost/x:y", oci.Reference("localhost", "x", "y", "")),
+     refs.Reference("europe-west1-docker.pkg.dev", "mlp-staging/mlflow/mlflow-server", "3.17.2", DIGEST)),
+    (f"{AR}@{DIGEST}", refs.Reference("europe-west1-docker.pkg.dev", "mlp-staging/mlflow/mlflow-server", "", DIGEST)),
+    ("docker.io/mlplatform/mlflow:3.17.2", refs.Reference("docker.io", "mlplatform/mlflow", "3.17.2", "")),
+    ("127.0.0.1:5000/a/b_c__d-e:v1", refs.Reference("127.0.0.1:5000", "a/b_c__d-e", "v1", "")),
+    ("localhost/x:y", refs.Reference("localhost", "x", "y", "")),
 ])
 def test_references_parse_and_print_back(text, expected):
-    ref = oci.parse_reference(text)
+    ref = refs.parse_reference(text)
     assert ref == expected
     assert str(ref) == text
     assert image_reference_problem(text) == ""
@@ -55,7 +56,7 @@ def test_references_parse_and_print_back(text, expected):
 ])
 def test_bad_references_say_what_is_wrong(text, reason):
     with pytest.raises(ValueError, match=reason):
-        oci.parse_reference(text)
+        refs.parse_reference(text)
     assert reason in image_reference_problem(text)
 
 
@@ -78,9 +79,9 @@ def test_artifact_registry_references(text, reason):
 
 
 def test_artifact_registry_reference_composes_and_names_the_bad_part():
-    assert oci.artifact_registry_reference("europe-west1", "mlp-staging", "mlflow", "mlflow-server", "3.17.2",
+    assert refs.artifact_registry_reference("europe-west1", "mlp-staging", "mlflow", "mlflow-server", "3.17.2",
                                            DIGEST) == f"{AR}:3.17.2@{DIGEST}"
-    assert oci.artifact_registry_reference("us", "mlp-staging", "mlflow", "mlflow-server", digest=DIGEST) == \
+    assert refs.artifact_registry_reference("us", "mlp-staging", "mlflow", "mlflow-server", digest=DIGEST) == \
         f"us-docker.pkg.dev/mlp-staging/mlflow/mlflow-server@{DIGEST}"
     for args, part in [
         (("Europe", "mlp-staging", "mlflow", "m", "1"), "location"),
@@ -92,7 +93,7 @@ def test_artifact_registry_reference_composes_and_names_the_bad_part():
         (("europe-west1", "mlp-staging", "mlflow", "m"), "tag"),
     ]:
         with pytest.raises(ValueError, match=f"^{part}:"):
-            oci.artifact_registry_reference(*args)
+            refs.artifact_registry_reference(*args)
 
 
 @pytest.mark.parametrize("local, remote, changed", [
@@ -122,7 +123,7 @@ def layout_archive(path: Path, manifests: list[tuple[bytes, str]], damage: bool 
     for manifest, ref in manifests:
         digest = oci.sha256_digest(manifest)
         files[f"blobs/sha256/{digest.split(':')[1]}"] = manifest + (b" " if damage else b"")
-        descriptors.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+        descriptors.append({"mediaType": "application/vnd.refs.image.manifest.v1+json", "digest": digest,
                             "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": ref}})
     files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": descriptors}).encode()
     with tarfile.open(path, "w") as tar:
@@ -133,19 +134,19 @@ def layout_archive(path: Path, manifests: list[tuple[bytes, str]], damage: bool 
 
 
 def manifest(layer: str) -> bytes:
-    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.refs.image.manifest.v1+json",
                        "config": {"digest": "sha256:" + "c" * 64, "size": 10},
                        "layers": [{"digest": "sha256:" + layer * 64, "size": 20}]}).encode()
 
 
 def test_read_oci_archive(tmp_path):
-    path = tmp_path / "one.oci.tar"
+    path = tmp_path / "one.refs.tar"
     layout_archive(path, [(manifest("a"), "3.17.2")])
     image = oci.read_oci_archive(str(path))
     assert image.digest == oci.sha256_digest(manifest("a")) and image.ref_name == "3.17.2"
     assert [b["digest"] for b in image.blobs] == ["sha256:" + "c" * 64, "sha256:" + "a" * 64]
 
-    two = tmp_path / "two.oci.tar"
+    two = tmp_path / "two.refs.tar"
     layout_archive(two, [(manifest("a"), "x"), (manifest("b"), "y")])
     with pytest.raises(oci.RegistryError, match="holds 2 images"):
         oci.read_oci_archive(str(two))
@@ -153,7 +154,7 @@ def test_read_oci_archive(tmp_path):
     with pytest.raises(oci.RegistryError, match="no single image tagged 'z'"):
         oci.read_oci_archive(str(two), "z")
 
-    damaged = tmp_path / "damaged.oci.tar"
+    damaged = tmp_path / "damaged.refs.tar"
     layout_archive(damaged, [(manifest("a"), "x")], damage=True)
     with pytest.raises(oci.RegistryError, match="damaged"):
         oci.read_oci_archive(str(damaged))

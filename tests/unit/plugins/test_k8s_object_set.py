@@ -1,4 +1,5 @@
-"""Decisions of k8s_object_set that need no cluster: labels, order, comparison, secret masking."""
+"""Decisions of k8s_object_set that need no cluster: labels, order, comparison, secret masking, and (against an
+in-memory API server) when the later sets' objects are validated."""
 
 from __future__ import annotations
 
@@ -49,3 +50,78 @@ def test_same_identity_ignores_api_version_but_not_group():
     b = {"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "x", "namespace": "n"}}
     assert k8s.same_identity(a, b)
     assert not k8s.same_identity(a, {**b, "metadata": {"name": "y", "namespace": "n"}})
+
+
+class FakeApiServer:
+    """An in-memory API server for object_set: objects by path, server-side apply as a merge, dry runs unwritten,
+    and names listed in `refused` refused as an API server refuses an invalid object (422)."""
+
+    def __init__(self, refused=()):
+        self.objects, self.refused, self.calls = {}, set(refused), []
+
+    def path(self, api_version, kind, namespace=None, name=None):
+        return "/".join(p for p in (api_version, kind, namespace or "", name or "") if p)
+
+    def resource(self, api_version, kind):
+        return {"kind": kind}
+
+    def namespaced(self, api_version, kind):
+        return kind != "Namespace"
+
+    def request(self, method, path, body=None, query=None, content_type=None):
+        dry_run = bool(query and query.get("dryRun"))
+        self.calls.append((method, path, dry_run))
+        if method == "GET":
+            if not (path.count("/") >= 3 or path.startswith("v1/Namespace/")):
+                return {"items": []}  # a list
+            if path not in self.objects:
+                raise k8s.K8sError("not found", 404, "NotFound")
+            return self.objects[path]
+        if body["metadata"]["name"] in self.refused:
+            raise k8s.K8sError("spec.replicas: Invalid value: -1", 422, "Invalid")
+        if not dry_run:
+            self.objects[path] = body
+        return body
+
+
+def _set(definitions, later=()):
+    return {"name": "s", "namespace": "ns", "definitions": definitions, "later_definitions": list(later),
+            "state": "present", "prune": False, "prune_kinds": None, "field_manager": "m", "wait": False,
+            "wait_timeout": 1}
+
+
+NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}}
+CONFIG = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}
+LATER = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "later"}, "spec": {"replicas": -1}}
+
+
+def test_a_later_object_the_server_refuses_stops_the_set_before_its_first_write():
+    server = FakeApiServer(refused={"later"})
+    try:
+        k8s.object_set(server, _set([NAMESPACE, CONFIG], [LATER]), check_mode=False)
+        raise AssertionError("the refused later object was not reported")
+    except k8s.K8sError as exc:
+        assert "Deployment ns/later" in str(exc) and "Invalid value" in str(exc)
+    assert server.objects == {}, "objects were written before the later set was validated"
+
+
+def test_later_objects_are_validated_in_this_sets_namespace_and_never_written():
+    server = FakeApiServer()
+    result = k8s.object_set(server, _set([NAMESPACE, CONFIG], [LATER]), check_mode=False)
+    assert result["changed"] and set(server.objects) == {"v1/Namespace/ns", "v1/ConfigMap/ns/c"}
+    # The namespace did not exist when the set was planned: the stand-in dry run in `default`.
+    assert ("PATCH", "apps/v1/Deployment/default/later", True) in server.calls
+    changed_config = {**CONFIG, "data": {"k": "w"}}
+    k8s.object_set(server, _set([NAMESPACE, changed_config], [LATER]), check_mode=False)
+    assert ("PATCH", "apps/v1/Deployment/ns/later", True) in server.calls
+    assert not any("later" in path for path in server.objects)
+
+
+def test_a_set_that_changes_nothing_does_not_validate_later_objects():
+    server = FakeApiServer()
+    k8s.object_set(server, _set([NAMESPACE, CONFIG]), check_mode=False)
+    server.refused.add("later")  # it would be refused, but nothing here is about to be written
+    server.calls.clear()
+    result = k8s.object_set(server, _set([NAMESPACE, CONFIG], [LATER]), check_mode=False)
+    assert not result["changed"]
+    assert not any("later" in path for _method, path, _dry in server.calls)
