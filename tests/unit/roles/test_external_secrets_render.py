@@ -55,8 +55,9 @@ def render(template: str, **overrides) -> list[dict]:
     source = overrides.get("mlflow_server_secret_source", "kubernetes")
     password = "" if source == "external_secrets" or variables["mlflow_server_cloudsql_iam_auth"] else PASSWORD
     encoded = password.replace("%", "%25").replace("@", "%40").replace(":", "%3A").replace("/", "%2F")
-    variables.setdefault("_mlflow_server_db_uri",
-                         f"postgresql+psycopg2://mlflow{':' if password else ''}{encoded}@mlflow-db:5432/mlflow")
+    # What vars/main.yml assembles with the collection's database_uri filter (not loaded by this bare Templar).
+    uri = f"postgresql+psycopg2://mlflow{':' if password else ''}{encoded}@mlflow-db:5432/mlflow"
+    variables["_mlflow_server_db_uri"] = overrides.get("_mlflow_server_db_uri", uri)
     variables.setdefault("_mlflow_server_credentials", {"database-password": PASSWORD, "admin-password": "admin-pw",
                                                         "flask-secret-key": "flask-key"})
     variables["ansible_search_path"] = [str(ROLE)]
