@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import re
 import time
 from typing import Any
 
@@ -294,6 +295,7 @@ OBJECT_SET_SPEC = {
     "namespace": {"type": "str"},
     "definitions": {"type": "list", "elements": "dict", "default": []},
     "later_definitions": {"type": "list", "elements": "dict", "default": []},
+    "field_variables": {"type": "dict", "default": {}},
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
     "prune": {"type": "bool", "default": True},
     "prune_kinds": {"type": "list", "elements": "str"},
@@ -364,7 +366,40 @@ def plan_set(client: Client, desired: list[dict[str, Any]], field_manager: str) 
     return plans
 
 
+# A field the API server refuses, as its Status message names it: "spec.ports[0].nodePort: Invalid value: ...".
+_REFUSED_FIELD = re.compile(r"([A-Za-z0-9_.\[\]-]+): (?:Invalid|Required|Unsupported|Duplicate|Forbidden|Too long|"
+                            r"Too many|Not found)")
+
+
+def refused_variables(message: str, field_variables: dict[str, str]) -> list[str]:
+    """The variables behind the fields an API refusal names. field_variables maps "Kind field" (a field path or a
+    prefix of one, as the API reports it: "Deployment spec.replicas") to the variable a role sets that field from."""
+    kind = re.search(r"\b(?:applying \(dry run\)|applying) (\w+) ", message)
+    fields = _REFUSED_FIELD.findall(message)
+    named = []
+    for key, variable in field_variables.items():
+        key_kind, _sep, prefix = key.partition(" ")
+        if kind and kind.group(1) == key_kind and any(f == prefix or f.startswith((prefix + ".", prefix + "["))
+                                                       for f in fields):
+            named.append(variable)
+    return sorted(set(named))
+
+
 def object_set(client: Client, params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+    """Apply a set (server-side, one field manager), prune what it no longer holds, optionally wait for its workloads.
+
+    A refusal by the API server names the variables behind the refused fields (params field_variables).
+    """
+    try:
+        return _object_set(client, params, check_mode)
+    except K8sError as exc:
+        named = refused_variables(str(exc), params.get("field_variables") or {})
+        if not named:
+            raise
+        raise K8sError(f"{exc} (set by {', '.join(named)})", exc.status, exc.reason) from exc
+
+
+def _object_set(client: Client, params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     """Apply a set (server-side, one field manager), prune what it no longer holds, optionally wait for its workloads.
 
     Every object is read and applied as a dry run first, and so are the later sets' objects (later_definitions) when

@@ -45,6 +45,15 @@ options:
     type: list
     elements: dict
     default: []
+  field_variables:
+    description:
+      - Which variable of the caller sets which field, as C("Kind field"), the field as the API server names it in a
+        refusal (C(spec.replicas), C(spec.ports[0].nodePort)) or a prefix of it
+        (C(spec.template.spec.containers[0].resources)).
+      - When the API server refuses an object (in a dry run or an apply), the message ends with the variables behind
+        the refused fields.
+    type: dict
+    default: {}
   state:
     description: C(present) applies the set and prunes; C(absent) deletes every object of the set.
     type: str

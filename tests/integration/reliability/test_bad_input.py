@@ -133,6 +133,9 @@ DOMAIN_CASES = [
     ("mlflow_server", "mlflow_server_namespace", "ML_flow"),
     ("mlflow_server", "mlflow_server_name", "a-name-that-is-far-too-long-for-the-derived-names"),
     ("mlflow_server", "mlflow_server_replicas", -1),
+    # In its domain, but above the CPU limit (1): refused by the API server's dry run, which names the field; the
+    # role's field_variables name the variable.
+    ("mlflow_server", "mlflow_server_cpu_request", "2"),
     ("mlflow_server", "mlflow_server_cpu_request", "-250m"),
     ("mlflow_server", "mlflow_server_cpu_limit", "two"),
     ("mlflow_server", "mlflow_server_memory_request", "1.5GB"),
@@ -285,5 +288,6 @@ def test_an_object_the_api_server_refuses_stops_the_run_before_any_change(kubeco
     assert result.rc != 0, "a node port already allocated was accepted"
     assert "30599" in result.text and "applying (dry run) Service bad-input-node-port/mlflow" in result.text, \
         result.output[-2500:]
+    assert "(set by mlflow_server_node_port)" in result.text, result.output[-2500:]
     assert "admin-password" not in result.output, "the failure printed the credentials Secret"
     assert not namespace_exists("bad-input-node-port"), "the namespace was created although the run was refused"

@@ -125,3 +125,27 @@ def test_a_set_that_changes_nothing_does_not_validate_later_objects():
     result = k8s.object_set(server, _set([NAMESPACE, CONFIG], [LATER]), check_mode=False)
     assert not result["changed"]
     assert not any("later" in path for _method, path, _dry in server.calls)
+
+
+def test_a_refused_field_is_traced_to_the_variable_that_sets_it():
+    message = ('applying (dry run) Service ml/mlflow failed: 422 Invalid: Service "mlflow" is invalid: '
+               'spec.ports[0].nodePort: Invalid value: 30599: provided port is already allocated')
+    hints = {"Service spec.ports[0].nodePort": "mlflow_server_node_port", "Deployment spec.replicas": "r",
+             "Service spec.type": "mlflow_server_service_type"}
+    assert k8s.refused_variables(message, hints) == ["mlflow_server_node_port"]
+    resources = ('applying Deployment ml/mlflow failed: 422 Invalid: Deployment.apps "mlflow" is invalid: '
+                 '* spec.template.spec.containers[0].resources.requests: Invalid value: "2": must be less than or '
+                 'equal to cpu limit of 1')
+    prefix = {"Deployment spec.template.spec.containers[0].resources": "mlflow_server_cpu_request, ..."}
+    assert k8s.refused_variables(resources, prefix) == ["mlflow_server_cpu_request, ..."]
+    assert k8s.refused_variables(resources, {"StatefulSet spec.template.spec.containers[0].resources": "x"}) == []
+
+
+def test_the_refusal_message_names_the_variable():
+    server = FakeApiServer(refused={"later"})
+    params = {**_set([NAMESPACE, CONFIG], [LATER]), "field_variables": {"Deployment spec.replicas": "server_replicas"}}
+    try:
+        k8s.object_set(server, params, check_mode=False)
+        raise AssertionError("the refused later object was not reported")
+    except k8s.K8sError as exc:
+        assert str(exc).endswith("(set by server_replicas)"), str(exc)
