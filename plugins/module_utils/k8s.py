@@ -379,8 +379,8 @@ def refused_variables(message: str, field_variables: dict[str, str]) -> list[str
     named = []
     for key, variable in field_variables.items():
         key_kind, _sep, prefix = key.partition(" ")
-        if kind and kind.group(1) == key_kind and any(f == prefix or f.startswith((prefix + ".", prefix + "["))
-                                                       for f in fields):
+        refused = any(f == prefix or f.startswith((prefix + ".", prefix + "[")) for f in fields)
+        if kind and kind.group(1) == key_kind and refused:
             named.append(variable)
     return sorted(set(named))
 
@@ -419,7 +419,7 @@ def _object_set(client: Client, params: dict[str, Any], check_mode: bool) -> dic
         unwanted = [obj for obj in list_set(client, params["name"], params["namespace"],
                                             params["prune_kinds"] or DEFAULT_PRUNE_KINDS)
                     if not any(same_identity(obj, d) for d in desired)]
-    writes = unwanted or any(before != after for *_, before, after in plans)
+    writes = unwanted or any(plan[3] != plan[4] for plan in plans)  # (object, live, planned, before, after)
     if writes and params["later_definitions"] and not check_mode:
         # Dry runs only: the namespace defaults as for this set's objects; the label is never written.
         later = [with_set_label(d, params["name"], params["namespace"]) for d in params["later_definitions"]]

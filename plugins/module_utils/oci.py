@@ -42,6 +42,7 @@ INDEX_TYPES = frozenset(MANIFEST_TYPES[1::2])
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 TOKEN_USER = "oauth2accesstoken"
 
+
 # ---------------------------------------------------------------------------------- OCI archives
 class LocalImage(t.NamedTuple):
     digest: str  # of the manifest

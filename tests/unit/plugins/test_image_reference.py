@@ -80,7 +80,7 @@ def test_artifact_registry_references(text, reason):
 
 def test_artifact_registry_reference_composes_and_names_the_bad_part():
     assert refs.artifact_registry_reference("europe-west1", "mlp-staging", "mlflow", "mlflow-server", "3.17.2",
-                                           DIGEST) == f"{AR}:3.17.2@{DIGEST}"
+                                            DIGEST) == f"{AR}:3.17.2@{DIGEST}"
     assert refs.artifact_registry_reference("us", "mlp-staging", "mlflow", "mlflow-server", digest=DIGEST) == \
         f"us-docker.pkg.dev/mlp-staging/mlflow/mlflow-server@{DIGEST}"
     for args, part in [
