@@ -30,12 +30,14 @@ images_of() {
     cluster/images.sh names --of $refs
   fi
 }
+
 if [ "$KUBECONFIG" = /var/lib/mlplatform-cluster/kubeconfig ] || \
    ! kubectl --request-timeout=5s get --raw /readyz >/dev/null 2>&1; then
   echo "deploy: no reachable cluster in KUBECONFIG; using the bundled local cluster" >&2
   export KUBECONFIG=/var/lib/mlplatform-cluster/kubeconfig
-  # shellcheck disable=SC2046
-  cluster/cluster.sh up $(images_of "$INVENTORY")
+  images=$(images_of "$INVENTORY")  # a failed render ends the deploy here (set -e)
+  # shellcheck disable=SC2086
+  cluster/cluster.sh up $images
 fi
 echo "deploy: converging $INVENTORY on $(kubectl config current-context) ($KUBECONFIG)" >&2
 exec ansible-playbook -i "$INVENTORY" playbooks/site.yml "$@"
