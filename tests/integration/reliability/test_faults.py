@@ -123,7 +123,6 @@ def database_pod_uid() -> str:
     return kubectl("-n", "rel-mlflow", "get", "pod", "mlflow-db-0", "-o", "jsonpath={.metadata.uid}", check=False)
 
 
-
 def test_migration_killed_midway_then_rerun_succeeds(platform, tally):
     """Kill both the upgrade Job's pod and the ansible-playbook that waits for it; the next run converges."""
     tally["faults"] += 1
