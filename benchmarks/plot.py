@@ -28,10 +28,11 @@ def bars(title: str, unit: str, values: dict[str, float]) -> str:
 def main() -> None:
     results = ROOT / "benchmarks" / "results"
     serving = json.loads((results / "serving.json").read_text())
-    labels = {"mlflow_models_serve_default": "mlflow models serve (defaults)", "role_workers_1": "role pod (1 worker)",
-              "role_workers_2": "role pod (2 workers)"}
-    for metric, unit, title in (("rps", "req/s", "Predictions per second, one pod, 1 CPU"),
-                                ("p99_ms", "ms", "p99 latency, one pod, 1 CPU")):
+    labels = {"mlflow_models_serve_default": "mlflow models serve (defaults)",
+              "mlplatform_unbatched": "role pod, batching off", "mlplatform_batching": "role pod (defaults)"}
+    for metric, unit, title in (("rps", "req/s", "Predictions per second, one pod, 1 CPU, 16 clients"),
+                                ("p99_ms", "ms", "p99 latency, one pod, 1 CPU, 16 clients"),
+                                ("memory_mib", "MiB", "Memory of the pod after the load")):
         values = {labels[k]: serving[k][metric] for k in labels if k in serving}
         (ROOT / "docs" / f"benchmarks-serving-{metric}.svg").write_text(bars(title, unit, values))
     converge = json.loads((results / "converge.json").read_text())

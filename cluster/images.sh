@@ -22,12 +22,14 @@
 # pause and coredns are packed from the binaries cluster/build.sh leaves in $BIN_DIR, so they are built last.
 # cloud-sql-proxy (the Cloud SQL Auth Proxy v2, built from the Go module proxy into a cache keyed by its version) is
 # built only when named (`cluster/images.sh build cloud-sql-proxy`): only the Cloud SQL key test needs it.
+# mlserver (MLServer 1.7.1 with its MLflow runtime) is built only when named too: only benchmarks/bench_serving.py
+# runs it.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 IMAGES_SRC=$(cd "$CLUSTER_DIR/../images" && pwd)
 ALL_IMAGES=(busybox gcs-emulator postgresql mariadb mlflow mlflow-3.16 pause coredns)
-OPTIONAL_IMAGES=(cloud-sql-proxy) # built and listed only when named
+OPTIONAL_IMAGES=(cloud-sql-proxy mlserver) # built and listed only when named
 CLOUD_SQL_PROXY_VERSION=v2.25.3  # v2.18.2 and older are not served by the Go module proxy (403)
 DEBIAN_SUITE=bookworm
 BASE_PACKAGES=(python3 python3-venv ca-certificates)
@@ -281,14 +283,32 @@ build_mlflow() {
   # The wheels' own test suites (pandas, scipy, numpy, pyarrow...: 125 MB) are never imported; the Dockerfile
   # prunes them the same way.
   find "$R/opt/mlflow/lib/python3.11/site-packages" -depth -type d -name tests -exec rm -rf {} +
+  # The model server of model_serving (`python -m mlplatform_scoring`).
+  install -m 0644 "$IMAGES_SRC/mlflow/mlplatform_scoring.py" "$R/opt/mlflow/lib/python3.11/site-packages/"
   # Smoke test as the image's user: the CLI, the drivers and the extras the deployments rely on.
   quiet as_user "$R" 10001:10001 /opt/mlflow/bin/mlflow --version
-  quiet as_user "$R" 10001:10001 /opt/mlflow/bin/python -c 'import psycopg2, psycopg, pymysql, google.cloud.storage, sklearn, flask_wtf, prometheus_flask_exporter, uvicorn, mlflow.server.auth'
+  quiet as_user "$R" 10001:10001 /opt/mlflow/bin/python -c 'import psycopg2, psycopg, pymysql, google.cloud.storage, sklearn, flask_wtf, prometheus_flask_exporter, uvicorn, mlflow.server.auth, mlplatform_scoring, orjson, uvloop, httptools'
   finish_rootfs "$R"
   commit_image --config.user 10001:10001 --config.workingdir /home/mlflow --config.exposedports 5000/tcp \
     --config.env "PATH=/opt/mlflow/bin:$DEFAULT_PATH" --config.env PYTHONUNBUFFERED=1 \
     --config.env PYTHONDONTWRITEBYTECODE=1 --config.env HOME=/home/mlflow --config.env LANG=C.UTF-8 \
     --config.env GIT_PYTHON_REFRESH=quiet --config.cmd mlflow --config.cmd --version
+}
+
+# build_mlserver: MLServer with its MLflow runtime, the peer benchmarks/bench_serving.py measures serving against.
+build_mlserver() {
+  begin_from_base
+  quiet in_root "$R" groupadd --gid 10001 mlserver
+  quiet in_root "$R" useradd --uid 10001 --gid 10001 --home-dir /home/mlserver --create-home --shell /usr/sbin/nologin mlserver
+  net_on "$R"
+  venv_install "$R" /opt/mlserver "$IMAGES_SRC/mlserver/requirements.txt"
+  find "$R/opt/mlserver/lib/python3.11/site-packages" -depth -type d -name tests -exec rm -rf {} +
+  quiet as_user "$R" 10001:10001 /opt/mlserver/bin/python -c 'import mlserver, mlserver_mlflow, sklearn, uvloop'
+  finish_rootfs "$R"
+  commit_image --config.user 10001:10001 --config.workingdir /home/mlserver --config.exposedports 8080/tcp \
+    --config.env "PATH=/opt/mlserver/bin:$DEFAULT_PATH" --config.env PYTHONUNBUFFERED=1 \
+    --config.env PYTHONDONTWRITEBYTECODE=1 --config.env HOME=/home/mlserver --config.env LANG=C.UTF-8 \
+    --config.env GIT_PYTHON_REFRESH=quiet --config.cmd mlserver --config.cmd --help
 }
 
 build_gcs_emulator() {
@@ -428,7 +448,7 @@ define() {
       local req=requirements.txt
       [ "$1" = mlflow ] || req=requirements-${1#mlflow-}.txt
       REF=docker.io/mlplatform/mlflow TAG=$(pin mlflow "$IMAGES_SRC/mlflow/$req") BUILD="build_mlflow $req"
-      INPUTS=("$IMAGES_SRC/mlflow/$req") ;;
+      INPUTS=("$IMAGES_SRC/mlflow/$req" "$IMAGES_SRC/mlflow/mlplatform_scoring.py") ;;
     gcs-emulator)
       REF=docker.io/mlplatform/gcs-emulator BUILD=build_gcs_emulator
       INPUTS=("$IMAGES_SRC/gcs-emulator/requirements.txt")
@@ -448,6 +468,9 @@ define() {
     coredns)
       REF=registry.k8s.io/coredns/coredns TAG=$COREDNS_VERSION BUILD=build_coredns USES_BASE=0 USES_BIN=1
       EXTRA="binaries from $(basename "$BIN_DIR")" ;;
+    mlserver)
+      REF=docker.io/mlplatform/mlserver BUILD=build_mlserver INPUTS=("$IMAGES_SRC/mlserver/requirements.txt")
+      TAG=$(pin mlserver "${INPUTS[0]}") ;;
     cloud-sql-proxy)
       REF=gcr.io/cloud-sql-connectors/cloud-sql-proxy TAG=${CLOUD_SQL_PROXY_VERSION#v} BUILD=build_cloud_sql_proxy
       USES_BASE=0

@@ -24,6 +24,8 @@ _CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _GC_AGE = re.compile(r"^(?=\d)(\d+d)?(\d+h)?(\d+m)?(\d+s)?$")
 # A Go duration, as the External Secrets Operator reads refreshInterval (1h, 30m, 1h30m, 90s).
 _GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+# An HTTP path prefix as an Ingress rule takes it: absolute, no query, no doubled or trailing slash (except "/").
+_HTTP_PATH = re.compile(r"^/$|^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
 
 
 def _int(value: object) -> int | None:
@@ -80,6 +82,8 @@ def domain_problem(domain: str, value: object) -> str:
         "host": lambda: "" if _HOST.match(text) else
         "must be a host name only (no scheme, port or path), for example mlflow.example.com",
         "optional_host": lambda: "" if not text else domain_problem("host", text),
+        "http_path": lambda: "" if _HTTP_PATH.match(text) else
+        "must be an absolute path such as / or /iris (no trailing '/', query or spaces)",
     }
     if domain not in checks:
         raise ValueError(f"domain_problem: unknown domain {domain!r}")

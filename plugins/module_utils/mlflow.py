@@ -19,7 +19,7 @@ import ssl
 import time
 import typing as t
 import urllib.error
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
@@ -27,6 +27,7 @@ from ansible.module_utils.urls import ConnectionError as AnsibleConnectionError
 from ansible.module_utils.urls import open_url
 
 API_PREFIX = "/api/2.0/mlflow"
+API3_PREFIX = "/api/3.0/mlflow"  # users' grants (MLflow 3.17's role-based permissions)
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 INVALID_HOST_MARKER = "Invalid Host header"
 MAX_SEARCH_PAGES = 100
@@ -155,8 +156,10 @@ def validate_tracking_uri(tracking_uri: str) -> str:
 def build_url(
     base_url: str, endpoint: str, query: t.Mapping[str, t.Any] | None = None
 ) -> str:
-    """``base_url`` + ``/api/2.0/mlflow/`` + endpoint (+ query string, None values dropped)."""
-    url = f"{base_url.rstrip('/')}{API_PREFIX}/{endpoint.lstrip('/')}"
+    """``base_url`` + ``/api/2.0/mlflow/`` + endpoint (+ query string, None values dropped); an endpoint that starts
+    with ``/api/`` (MLflow's 3.0 API) is taken as the whole path."""
+    path = endpoint if endpoint.startswith("/api/") else f"{API_PREFIX}/{endpoint.lstrip('/')}"
+    url = f"{base_url.rstrip('/')}{path}"
     if query:
         pairs = [(key, str(value)) for key, value in query.items() if value is not None]
         if pairs:
@@ -433,6 +436,15 @@ class MlflowClient:
         data = self.request("GET", "runs/get", {"run_id": run_id}, resource=f"run {run_id}")
         return data["run"]
 
+    def experiment_of(self, run_id: str, model_id: str) -> str:
+        """The experiment whose artifact store holds a model version's files (its run's, else its logged model's)."""
+        if run_id:
+            return str(self.get_run(run_id)["info"]["experiment_id"])
+        if model_id:
+            data = self.request("GET", f"logged-models/{model_id}", resource=f"logged model {model_id}")
+            return str(data["model"]["info"]["experiment_id"])
+        return ""
+
     def list_artifacts(self, run_id: str, path: str) -> list[dict[str, t.Any]]:
         data = self.request(
             "GET", "artifacts/list", {"run_id": run_id, "path": path},
@@ -458,6 +470,57 @@ class MlflowClient:
             if not token:
                 return None
         raise MlflowError(f"searching logged models of experiment {experiment_id} returned too many pages")
+
+    # -- users and their permissions (basic-auth servers)
+
+    def get_user(self, username: str) -> dict[str, t.Any] | None:
+        """The user (id, username, is_admin), or None when there is none of that name."""
+        try:
+            return self.request("GET", "users/get", {"username": username}, resource=f"user '{username}'")["user"]
+        except MlflowNotFoundError:
+            return None
+
+    def create_user(self, username: str, password: str) -> None:
+        self.request("POST", "users/create", body={"username": username, "password": password},
+                     resource=f"user '{username}' (creating it)")
+
+    def update_user_password(self, username: str, password: str) -> None:
+        self.request("PATCH", "users/update-password", body={"username": username, "password": password},
+                     resource=f"user '{username}' (setting its password)")
+
+    def update_user_admin(self, username: str, is_admin: bool) -> None:
+        self.request("PATCH", "users/update-admin", body={"username": username, "is_admin": is_admin},
+                     resource=f"user '{username}' (setting is_admin)")
+
+    def delete_user(self, username: str) -> None:
+        self.request("DELETE", "users/delete", body={"username": username}, resource=f"user '{username}' (deleting it)")
+
+    def user_grants(self, username: str) -> list[dict[str, t.Any]]:
+        """The user's own grants (its synthetic role's rows: resource_type, resource_pattern, permission)."""
+        data = self.request("GET", f"{API3_PREFIX}/users/permissions/list", {"username": username},
+                            resource=f"permissions of user '{username}'")
+        return [row for row in data.get("permissions") or [] if str(row.get("role_name", "")).startswith("__user_")]
+
+    def grant(self, username: str, resource_type: str, resource_id: str, permission: str) -> None:
+        self.request("POST", f"{API3_PREFIX}/users/permissions/grant",
+                     body={"username": username, "resource_type": resource_type, "resource_id": resource_id,
+                           "permission": permission},
+                     resource=f"{permission} on {resource_type} '{resource_id}' for user '{username}'")
+
+    def revoke(self, username: str, resource_type: str, resource_id: str) -> None:
+        self.request("POST", f"{API3_PREFIX}/users/permissions/revoke",
+                     body={"username": username, "resource_type": resource_type, "resource_id": resource_id},
+                     resource=f"the grant on {resource_type} '{resource_id}' of user '{username}'")
+
+    def authenticates(self, username: str, password: str) -> bool:
+        """Whether the server accepts this user and password (asks who is logged in, as that user)."""
+        as_user = MlflowClient(replace(self.connection, username=username, password=password, token=None, retries=0),
+                               opener=self._open, sleep=self._sleep)
+        try:
+            as_user.request("GET", "users/current", resource=f"user '{username}' (checking its password)")
+        except MlflowAuthenticationError:
+            return False
+        return True
 
     # -- transport
 
@@ -686,7 +749,8 @@ def pin_run_model(client: MlflowClient, reference: ModelReference) -> dict[str, 
     if info.get("lifecycle_stage") == "deleted":
         raise MlflowNotFoundError(f"{uri}: run {reference.run_id} is deleted")
     result = {"source": "run", "name": "", "version": 0, "model_uri": uri, "run_id": reference.run_id,
-              "artifact_path": reference.artifact_path, "status": info.get("status", "")}
+              "artifact_path": reference.artifact_path, "status": info.get("status", ""),
+              "experiment_id": str(info.get("experiment_id", ""))}
     first, _sep, rest = reference.artifact_path.partition("/")
     logged = None if rest else client.find_logged_model(str(info.get("experiment_id", "")), reference.run_id, first)
     if logged:
@@ -715,6 +779,7 @@ def pin_model_uri(client: MlflowClient, uri: str, require_ready: bool = True) ->
     else:
         value = {"alias": reference.alias, "version": reference.version}.get(reference.kind, "latest")
         result = pin_registry_version(reference, resolve_model_version(client, reference.name, reference.kind, value))
+        result["experiment_id"] = client.experiment_of(result["run_id"], result.get("model_id", ""))
     problem = readiness_problem(result)
     del result["status"]
     if problem and require_ready:
@@ -780,3 +845,87 @@ class MlflowModule:
 
     def fail_from_error(self, error: MlflowError, **result: t.Any) -> t.NoReturn:
         self.module.fail_json(msg=str(error), **error.details(), **result)
+
+
+# --------------------------------------------------------------------------------------- users as code
+
+USER_SPEC: dict[str, dict[str, t.Any]] = {
+    "name": {"type": "str", "required": True},
+    "user_password": {"type": "str", "no_log": True},
+    "admin": {"type": "bool", "default": False},
+    "permissions": {
+        "type": "list", "elements": "dict", "default": [],
+        "options": {
+            "resource_type": {"type": "str", "required": True, "choices": ["experiment", "registered_model"]},
+            "resource_id": {"type": "str", "required": True},
+            "permission": {"type": "str", "default": "READ",
+                           "choices": ["READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"]},
+        },
+    },
+    "purge_permissions": {"type": "bool", "default": False},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+}
+
+Grants = dict[tuple[str, str], str]  # (resource_type, resource_id) -> permission
+
+
+def wanted_grants(permissions: list[dict[str, str]]) -> Grants:
+    return {(p["resource_type"], p["resource_id"]): p["permission"] for p in permissions}
+
+
+def current_grants(rows: list[dict[str, t.Any]]) -> Grants:
+    return {(row["resource_type"], row["resource_pattern"]): row["permission"] for row in rows
+            if row.get("resource_type") in ("experiment", "registered_model")}
+
+
+def grant_changes(current: Grants, wanted: Grants, purge: bool) -> tuple[list, list]:
+    """(revoke, grant): keys to revoke and (key, permission) to grant, so the user ends with what is wanted. No I/O.
+
+    A changed permission is a revoke then a grant (MLflow refuses a second grant on the same resource)."""
+    revoke = [key for key, permission in current.items()
+              if (key in wanted and wanted[key] != permission) or (key not in wanted and purge)]
+    grant = [(key, permission) for key, permission in wanted.items() if current.get(key) != permission]
+    return sorted(revoke), sorted(grant)
+
+
+def format_grants(grants: Grants) -> list[str]:
+    return [f"{permission} on {resource_type} {resource_id}"
+            for (resource_type, resource_id), permission in sorted(grants.items())]
+
+
+def keep_user(client: MlflowClient, params: t.Mapping[str, t.Any], check_mode: bool) -> dict[str, t.Any]:
+    """mlflow_user: make user ``name`` as declared (or absent); the result lists the actions and a diff."""
+    name, password = params["name"], params.get("user_password")
+    user = client.get_user(name)
+    current = current_grants(client.user_grants(name)) if user is not None else {}
+    before = {} if user is None else {"admin": bool(user.get("is_admin")), "permissions": format_grants(current)}
+    steps: list[tuple[str, t.Callable[[], None]]] = []
+    after: dict[str, t.Any] = {}
+    if params["state"] == "absent":
+        if user is not None:
+            steps.append(("delete user", lambda: client.delete_user(name)))
+    else:
+        if user is None and not password:
+            raise MlflowConfigError(f"user '{name}' does not exist: give user_password to create it")
+        revoke, grant = grant_changes(current, wanted_grants(params["permissions"]), params["purge_permissions"])
+        if user is None:
+            steps.append(("create user", lambda: client.create_user(name, password)))
+        elif password and not client.authenticates(name, password):
+            steps.append(("set password", lambda: client.update_user_password(name, password)))
+        if bool((user or {}).get("is_admin")) != params["admin"]:
+            steps.append((f"set admin {params['admin']}", lambda: client.update_user_admin(name, params["admin"])))
+        steps += [(f"revoke the grant on {kind} {rid}", lambda kind=kind, rid=rid: client.revoke(name, kind, rid))
+                  for kind, rid in revoke]
+        steps += [(f"grant {permission} on {kind} {rid}",
+                   lambda kind=kind, rid=rid, permission=permission: client.grant(name, kind, rid, permission))
+                  for (kind, rid), permission in grant]
+        final = {key: permission for key, permission in current.items() if key not in revoke} | dict(grant)
+        after = {"admin": params["admin"], "permissions": format_grants(final)}
+        if any(action in ("create user", "set password") for action, _step in steps):
+            after["password"] = "changed"
+    if not check_mode:
+        for _action, step in steps:
+            step()
+    return {"changed": bool(steps), "name": name, "actions": [action for action, _step in steps],
+            "diff": {"before": before, "after": after, "before_header": f"MLflow user {name}",
+                     "after_header": f"MLflow user {name}"}}

@@ -93,6 +93,13 @@ artifact_path:
   returned: success
   type: str
   sample: model
+experiment_id:
+  description: >-
+    The experiment whose artifact store holds the model's files (its run's experiment, else its logged model's):
+    what a reader needs READ on to download it. Empty when the server reports neither.
+  returned: success
+  type: str
+  sample: "1"
 model_id:
   description: The MLflow 3 logged model behind the URI, when the server reports one.
   returned: when known

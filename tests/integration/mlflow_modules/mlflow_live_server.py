@@ -32,11 +32,11 @@ class MlflowServer:
     log_path: Path
 
     def api(self, method: str, endpoint: str, body: dict | None = None) -> dict:
-        """A direct REST call as admin (test setup and checks, independent of the modules)."""
+        """A direct REST call as admin (test setup and checks, independent of the modules); an endpoint starting with
+        /api/ is the whole path."""
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            f"{self.url}/api/2.0/mlflow/{endpoint}", data=data, method=method
-        )
+        path = endpoint if endpoint.startswith("/api/") else f"/api/2.0/mlflow/{endpoint}"
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
         pair = f"{self.username}:{self.password}".encode()
         request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
         if data is not None:

@@ -463,6 +463,7 @@ def test_model_uri_info_pins_every_uri_form(
         assert not result.get("failed"), result
         assert (result["model_uri"], result["version"], result["source"]) == (pinned, version, "registry"), result
         assert result["run_id"] == registered_model[version] and result["resolved_from"] == uri
+        assert result["experiment_id"] == mlflow_client.get_run(result["run_id"]).info.experiment_id != "", result
 
     # An MLflow 3 logged model, found through the run that produced it (what runs:/RUN_ID/model loads).
     run_id = registered_model[1]
@@ -470,6 +471,7 @@ def test_model_uri_info_pins_every_uri_form(
     assert not result.get("failed"), result
     assert result["model_uri"] == f"runs:/{run_id}/model" and result["source"] == "run" and result["version"] == 0
     assert result["model_id"].startswith("m-") and result["artifact_path"] == "model"
+    assert result["experiment_id"] == mlflow_client.get_run(run_id).info.experiment_id, result
 
 
 def test_model_uri_info_finds_a_model_in_run_artifacts(
@@ -505,3 +507,56 @@ def test_model_uri_info_names_bad_uris(tmp_path: Path, connection: dict[str, t.A
         result = run_module(tmp_path, "mlflow_model_uri_info", {"uri": bad}, connection=connection)
         assert result["failed"] is True and result["msg"].startswith("invalid uri: a model URI must be"), result
         assert "status" not in result, f"{bad} reached the server: {result}"
+
+
+def test_user_lifecycle(
+    tmp_path: Path, connection: dict[str, t.Any], mlflow_server: MlflowServer, registered_model: dict[int, str]
+) -> None:
+    """mlflow_user creates a user with grants, changes nothing the second time, tells the truth in check mode,
+    moves a changed password and permission, purges what is no longer listed, and deletes the user."""
+    password = secrets.token_urlsafe(18)
+    model_grant = {"resource_type": "registered_model", "resource_id": MODEL_NAME, "permission": "READ"}
+    experiment_grant = {"resource_type": "experiment", "resource_id": "0", "permission": "READ"}
+    user = {"name": "svc-reader", "user_password": password, "permissions": [model_grant, experiment_grant],
+            "purge_permissions": True}
+
+    created = run_module(tmp_path, "mlflow_user", user, connection=connection, diff=True)
+    assert not created.get("failed"), created
+    assert created["changed"] and created["actions"] == [
+        "create user", "grant READ on experiment 0", f"grant READ on registered_model {MODEL_NAME}"], created
+    assert password not in json.dumps(created)
+    again = run_module(tmp_path, "mlflow_user", user, connection=connection)
+    assert not again.get("failed") and not again["changed"], again
+
+    # The user logs in with that password, reads, and cannot write.
+    reader = {**connection, "username": "svc-reader", "password": password}
+    info = run_module(tmp_path, "mlflow_model_version_info", {"name": MODEL_NAME, "version": 1}, connection=reader)
+    assert not info.get("failed"), info
+    refused = run_module(tmp_path, "mlflow_model_alias", {"name": MODEL_NAME, "alias": "svc", "version": 1},
+                         connection=reader)
+    assert refused["failed"] and refused["status"] == 403, refused
+
+    new_password = secrets.token_urlsafe(18)
+    changed = {**user, "user_password": new_password, "permissions": [{**model_grant, "permission": "EDIT"}]}
+    preview = run_module(tmp_path, "mlflow_user", changed, connection=connection, check=True, diff=True)
+    assert preview["changed"] and preview["actions"] == [
+        "set password", "revoke the grant on experiment 0", f"revoke the grant on registered_model {MODEL_NAME}",
+        f"grant EDIT on registered_model {MODEL_NAME}"], preview
+    assert preview["diff"]["after"]["permissions"] == [f"EDIT on registered_model {MODEL_NAME}"], preview
+    assert new_password not in json.dumps(preview)
+    still = run_module(tmp_path, "mlflow_user", user, connection=connection)
+    assert not still["changed"], f"check mode changed something: {still}"
+
+    applied = run_module(tmp_path, "mlflow_user", changed, connection=connection)
+    assert applied["changed"] and applied["actions"] == preview["actions"], applied
+    assert not run_module(tmp_path, "mlflow_user", changed, connection=connection)["changed"]
+    grants = mlflow_server.api("GET", "/api/3.0/mlflow/users/permissions/list?username=svc-reader")["permissions"]
+    assert [(g["resource_type"], g["resource_pattern"], g["permission"]) for g in grants] == [
+        ("registered_model", MODEL_NAME, "EDIT")], grants
+
+    gone = run_module(tmp_path, "mlflow_user", {"name": "svc-reader", "state": "absent"}, connection=connection)
+    assert gone["changed"] and gone["actions"] == ["delete user"], gone
+    assert not run_module(tmp_path, "mlflow_user", {"name": "svc-reader", "state": "absent"},
+                          connection=connection)["changed"]
+    missing = run_module(tmp_path, "mlflow_user", {"name": "nobody"}, connection=connection)
+    assert missing["failed"] and "give user_password to create it" in missing["msg"], missing

@@ -5,10 +5,12 @@ The tests run in order and share one tracking server, one registered model and o
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -33,8 +35,6 @@ def admin_password(kubeconfig, namespaces_to_delete):
     namespaces_to_delete.extend(["it-serving", "it-mlflow"])
     result = run_playbook("tests/integration/model_serving/server.yml")
     assert result.rc == 0, result.output[-3000:]
-    import base64
-
     secret = kubectl_json("-n", "it-mlflow", "secret", "mlflow-credentials")
     return base64.b64decode(secret["data"]["admin-password"]).decode()
 
@@ -79,8 +79,13 @@ def monkeypatch_module():
     mp.undo()
 
 
-def serve(registry, models) -> object:
-    return run_playbook(PLAYBOOK, {"it_admin_password": registry["password"], "model_serving_models": models})
+def serve(registry, models, **extra) -> object:
+    return run_playbook(PLAYBOOK, {"it_admin_password": registry["password"], "model_serving_models": models, **extra})
+
+
+# The serving Ingress on the cluster's Traefik (port 8880 of the node).
+INGRESS = {"model_serving_ingress_enabled": True, "model_serving_ingress_host": "it-serving.localhost",
+           "model_serving_ingress_class_name": "traefik"}
 
 
 def service_url(name: str) -> str:
@@ -127,6 +132,45 @@ def test_promotion_under_load_drops_no_request(registry):
     assert load.sent > 200 and load.failed == 0, load.errors[:5]
     assert load.answers[-1] >= 10, "v2 is not answering at the end"
     assert registry["client"].get_model_version_by_alias(registry["name"], "champion").version == "2"
+    # Each pod of the new version counts the requests it answered, labelled with its model and version.
+    answered = 0.0
+    for pod in kubectl_json("-n", "it-serving", "pods", "-l", "app.kubernetes.io/instance=iris")["items"]:
+        if pod["metadata"].get("deletionTimestamp") or pod["status"].get("phase") != "Running":
+            continue
+        with urllib.request.urlopen(f"http://{pod['status']['podIP']}:9090/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        answered += sum(float(line.split()[-1]) for line in metrics.splitlines()
+                        if line.startswith("mlplatform_serving_requests_total{")
+                        and 'model="iris"' in line and 'status="200"' in line and 'version="2"' in line)
+    assert answered >= 10, "the new version's pods count no answered request"
+
+
+def test_pods_hold_no_admin_credential_and_cannot_write(registry):
+    """The pods download models as their own user: nothing in their spec, Secret or environment is the admin's,
+    and that user is refused a registry write."""
+    admin_password = registry["password"]
+    pods = kubectl_json("-n", "it-serving", "pods", "-l", "app.kubernetes.io/instance=iris")["items"]
+    assert pods and admin_password not in json.dumps(pods)
+    secret = kubectl_json("-n", "it-serving", "secret", "model-serving-tracking")["data"]
+    credentials = {key: base64.b64decode(value).decode() for key, value in secret.items()}
+    assert credentials["MLFLOW_TRACKING_USERNAME"] == "model-serving", credentials.keys()
+    assert admin_password not in credentials.values()
+    environment = subprocess.run(["kubectl", "-n", "it-serving", "exec", pods[0]["metadata"]["name"], "-c", "model",
+                                  "--", "env"], capture_output=True, text=True, check=True).stdout
+    assert "MLFLOW_TRACKING_USERNAME=model-serving" in environment and admin_password not in environment
+
+    pair = f"model-serving:{credentials['MLFLOW_TRACKING_PASSWORD']}".encode()
+    headers = {"Authorization": "Basic " + base64.b64encode(pair).decode(), "Content-Type": "application/json"}
+    read = urllib.request.Request(f"{TRACKING}/api/2.0/mlflow/registered-models/get?name={registry['name']}",
+                                  headers=headers)
+    with urllib.request.urlopen(read, timeout=10) as response:
+        assert response.status == 200
+    write = urllib.request.Request(f"{TRACKING}/api/2.0/mlflow/registered-models/alias", method="POST",
+                                   headers=headers, data=json.dumps({"name": registry["name"], "alias": "hijack",
+                                                                     "version": "1"}).encode())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(write, timeout=10)
+    assert refused.value.code == 403
 
 
 def test_broken_version_is_refused_and_the_previous_keeps_serving(registry):
@@ -142,8 +186,8 @@ def test_broken_version_is_refused_and_the_previous_keeps_serving(registry):
             "model_serving_models": [{"name": "iris", "model": registry["name"], "alias": "champion"}]})
     print(f"broken promotion: {load.sent} requests, {load.failed} failed")
     assert result.rc != 0
-    assert "was NOT promoted" in result.output and "deliberately broken" in result.output
-    assert load.failed == 0, load.errors[:5]
+    assert load.failed == 0, (load.errors[:5], result.output[-3000:])
+    assert "was NOT promoted" in result.output and "deliberately broken" in result.output, result.output[-3000:]
     assert registry["client"].get_model_version_by_alias(registry["name"], "champion").version == "2"
     assert all(a >= 10 for a in load.answers), "something other than v2 answered"
     assert kubectl_json("-n", "it-serving", "deployments")["items"][0]["metadata"]["annotations"][
@@ -155,28 +199,43 @@ def test_serves_a_run_uri_and_a_version_uri_pinned(registry):
     run_uri = f"runs:/{registry['runs'][1]}/model"
     models = [{"name": "iris", "model": registry["name"], "alias": "champion"},
               {"name": "iris-run", "model_uri": run_uri, "replicas": 1},
-              {"name": "iris-v2", "model_uri": f"models:/{registry['name']}/2", "replicas": 1}]
-    result = serve(registry, models)
+              {"name": "iris-v2", "model_uri": f"models:/{registry['name']}/2", "replicas": 1,
+               "ingress_path": "/iris-v2"}]
+    result = serve(registry, models, **INGRESS)
     assert result.rc == 0, result.output[-3000:]
     X = registry["X"]
     assert predict(service_url("iris-run"), X) == list(registry["models"][1].predict(X))
     assert predict(service_url("iris-v2"), X) == list(registry["models"][2].predict(X))
+    # Through the Ingress under its path (forwarded unchanged: the server answers under it).
+    body = json.dumps({"dataframe_split": json.loads(X.to_json(orient="split", index=False))}).encode()
+    through_ingress = urllib.request.Request("http://127.0.0.1:8880/iris-v2/invocations", data=body, headers={
+        "Content-Type": "application/json", "Host": "it-serving.localhost"})
+    deadline = time.monotonic() + 60
+    while True:  # until Traefik has read the new Ingress
+        try:
+            with urllib.request.urlopen(through_ingress, timeout=10) as response:
+                assert json.loads(response.read())["predictions"] == list(registry["models"][2].predict(X))
+            break
+        except urllib.error.HTTPError as error:
+            if error.code != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
     run_annotations = kubectl_json("-n", "it-serving", "deployment", "iris-run")["metadata"]["annotations"]
     assert run_annotations["mlplatform.mlflow/model-uri"] == run_uri
     assert run_annotations["mlplatform.mlflow/model-version"] == f"run-{registry['runs'][1]}"
     assert kubectl_json("-n", "it-serving", "deployment", "iris-v2")["metadata"]["annotations"][
         "mlplatform.mlflow/model-uri"] == f"models:/{registry['name']}/2"
 
-    again = serve(registry, models)
+    again = serve(registry, models, **INGRESS)
     assert again.rc == 0 and again.changed == 0, again.output[-3000:]
 
     before = kubectl_json("-n", "it-serving", "deployments")["items"]
     for bad in ({"name": "bad", "model_uri": "runs:/not-a-run/model"},
                 {"name": "bad", "model_uri": f"models:/{registry['name']}", "replicas": 1},
                 {"name": "bad", "model_uri": run_uri, "model": registry["name"], "alias": "champion"}):
-        refused = serve(registry, [*models, bad])
+        refused = serve(registry, [*models, bad], **INGRESS)
         assert refused.rc != 0 and "model_serving_models entry bad" in refused.output, refused.output[-2000:]
-    missing = serve(registry, [*models, {"name": "bad", "model_uri": "runs:/" + "0" * 32 + "/model"}])
+    missing = serve(registry, [*models, {"name": "bad", "model_uri": "runs:/" + "0" * 32 + "/model"}], **INGRESS)
     assert missing.rc != 0 and "run " + "0" * 32 in missing.output, missing.output[-2000:]
     after = kubectl_json("-n", "it-serving", "deployments")["items"]
 

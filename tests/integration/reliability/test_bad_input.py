@@ -104,6 +104,8 @@ ROLE_CASES = [
     ("model_serving", {**SERVING, "model_serving_models": [{"name": "iris", "model": "I", "alias": "x",
                                                             "min_replicas": 4, "max_replicas": 2}]}, "min_replicas"),
     ("model_serving", {**SERVING, "model_serving_default_replicas": "many"}, "model_serving_default_replicas"),
+    ("model_serving", {**SERVING, "model_serving_server": "mlflow", "model_serving_models": [
+        {"name": "iris", "model": "Iris", "alias": "a", "ingress_path": "/iris"}]}, "ingress_path other than /"),
     ("model_serving", SERVING, "127.0.0.1:1"),  # unreachable registry: clear failure before any object exists
     # A Cloud SQL service-account key (clusters without Workload Identity): where it may go, and what it must be.
     ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials_file": "/nonexistent/key.json"},
@@ -179,6 +181,10 @@ DOMAIN_CASES = [
     ("model_serving", "model_serving_rollout_timeout", -1),
     ("model_serving", "model_serving_ingress_host", "serving.example.com:443"),
     ("model_serving", "model_serving_ingress_class_name", "Nginx Class"),
+    ("model_serving", "model_serving_default_max_batch_size", 0),
+    ("model_serving", "model_serving_default_max_batch_wait_ms", -5),
+    ("model_serving", "model_serving_models",
+     [{"name": "iris", "model": "Iris", "alias": "a", "ingress_path": "iris/"}]),
 ]
 
 MODULE_CASES = [
@@ -195,6 +201,8 @@ MODULE_CASES = [
     ("mlflow_model_alias", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "a", "version": 0}, "version"),
     ("mlflow_model_alias", {"tracking_uri": "ftp://x", "name": "m", "alias": "a", "version": 1}, "tracking_uri"),
     ("mlflow_model_version_info", {"tracking_uri": "http://127.0.0.1:1", "name": "m"}, "alias"),
+    ("mlflow_user", {"tracking_uri": "http://127.0.0.1:1", "name": "u",
+                     "permissions": [{"resource_type": "run", "resource_id": "1"}]}, "resource_type"),
     ("mlflow_model_version_info", {"tracking_uri": "http://127.0.0.1:1", "name": "m", "alias": "a", "version": 1},
      "alias"),
 ]

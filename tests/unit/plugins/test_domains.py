@@ -10,13 +10,16 @@ GOOD = [("dns_label", "mlflow-serving"), ("name", "mlflow"), ("cpu", "250m"), ("
         ("count", 0), ("positive", "3"), ("port_or_default", 0), ("port_or_default", 5432), ("node_port", 30500),
         ("node_port", 0), ("percent", 75), ("cron", "17 3 * * *"), ("cron", "*/15 0-6 1,15 * mon-fri"),
         ("gc_age", "30d"), ("gc_age", "1d12h30m"), ("go_duration", "1h30m"), ("host", "mlflow.example.com"),
-        ("host", "*.example.com"), ("optional_host", ""), ("dns_subdomain", "mlflow-server")]
+        ("host", "*.example.com"), ("optional_host", ""), ("dns_subdomain", "mlflow-server"),
+        ("http_path", "/"), ("http_path", "/iris"), ("http_path", "/models/iris-v2")]
 
 BAD = [("dns_label", "ML_flow"), ("name", "a" * 41), ("cpu", "-1"), ("cpu", "one"), ("cpu", "0"),
        ("memory", "1.5GB"), ("count", -1), ("count", "two"), ("positive", 0), ("positive", True),
        ("port_or_default", 70000), ("node_port", 8080), ("percent", 0), ("cron", "17 3 * *"),
        ("cron", "61 3 * * *"), ("gc_age", "30 days"), ("gc_age", "2h1d"), ("gc_age", ""), ("go_duration", "1 hour"),
-       ("host", "https://mlflow.example.com"), ("host", "mlflow.example.com/x"), ("host", "mlflow.example.com:443")]
+       ("host", "https://mlflow.example.com"), ("host", "mlflow.example.com/x"), ("host", "mlflow.example.com:443"),
+       ("http_path", "iris"), ("http_path", "/iris/"), ("http_path", "/a//b"), ("http_path", "/iris?x=1"),
+       ("http_path", "/my model")]
 
 
 @pytest.mark.parametrize("domain, value", GOOD)
