@@ -29,6 +29,7 @@ def main() -> None:
     results = ROOT / "benchmarks" / "results"
     serving = json.loads((results / "serving.json").read_text())
     labels = {"mlflow_models_serve_default": "mlflow models serve (defaults)",
+              "mlserver_adaptive_batching": "MLServer 1.7.1 (adaptive batching)",
               "mlplatform_unbatched": "role pod, batching off", "mlplatform_batching": "role pod (defaults)"}
     for metric, unit, title in (("rps", "req/s", "Predictions per second, one pod, 1 CPU, 16 clients"),
                                 ("p99_ms", "ms", "p99 latency, one pod, 1 CPU, 16 clients"),
