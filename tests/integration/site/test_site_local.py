@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
+import time
 import urllib.request
+import uuid
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ..ansible_run import run_playbook
@@ -49,6 +53,62 @@ def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, n
              if all(c.get("ready") for c in p["status"].get("containerStatuses", []))}
     assert {"server", "database", "gcs-emulator"} <= ready
     rendered_manifests_are_what_the_cluster_holds(tmp_path)
+
+
+def test_nightly_gc_deletes_runs_deleted_long_ago_with_their_artifacts(kubeconfig, monkeypatch, tmp_path):
+    """The gc CronJob of the converged platform, run as the schedule runs it: a run deleted 31 days ago loses its
+    row and its artifact objects (deleted through the server's artifact proxy, from the GCS emulator's bucket); a run
+    deleted today keeps both."""
+    secret = json.loads(kubectl("-n", "mlflow", "get", "secret", "mlflow-credentials", "-o", "json"))["data"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:30500")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", base64.b64decode(secret["admin-password"]).decode())
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    experiment = client.create_experiment(f"gc-{uuid.uuid4().hex[:6]}")
+    runs = {}
+    for age in ("old", "recent"):
+        run = client.create_run(experiment)
+        (tmp_path / "note.txt").write_text(age)
+        client.log_artifact(run.info.run_id, str(tmp_path / "note.txt"))
+        client.delete_run(run.info.run_id)
+        runs[age] = run.info
+
+    def artifacts(run) -> list[str]:  # the file names in the bucket under the run's artifact folder
+        return [a.path.rsplit("/", 1)[-1] for a in mlflow.artifacts.list_artifacts(run.artifact_uri)]
+
+    assert artifacts(runs["old"]) == ["note.txt"]
+    psql = 'PGPASSWORD="$(cat /run/secrets/db/database-password)" exec psql -X -U mlflow -d mlflow -tAc "$1"'
+    backdated = kubectl("-n", "mlflow", "exec", "mlflow-db-0", "-c", "database", "--", "sh", "-c", psql, "psql",
+                        "UPDATE runs SET deleted_time = deleted_time - 31 * 86400000::bigint "
+                        f"WHERE run_uuid = '{runs['old'].run_id}' RETURNING run_uuid")
+    assert runs["old"].run_id in backdated
+
+    job = f"gc-now-{uuid.uuid4().hex[:6]}"
+    kubectl("-n", "mlflow", "create", "job", job, "--from=cronjob/mlflow-gc")
+    deadline, finished = time.monotonic() + 300, set()
+    while not finished and time.monotonic() < deadline:
+        time.sleep(2)
+        conditions = json.loads(kubectl("-n", "mlflow", "get", "job", job, "-o", "json"))["status"].get("conditions")
+        finished = {c["type"] for c in conditions or [] if c["status"] == "True"} & {"Complete", "Failed"}
+    logs = subprocess.run(["kubectl", "-n", "mlflow", "logs", f"job/{job}"], capture_output=True, text=True,
+                          check=False)
+    assert finished == {"Complete"}, f"the gc Job ended {finished or 'not'}:\n{logs.stdout[-3000:]}{logs.stderr}"
+
+    with pytest.raises(MlflowException) as gone:
+        client.get_run(runs["old"].run_id)
+    assert gone.value.error_code == "RESOURCE_DOES_NOT_EXIST", logs.stdout[-3000:]
+    assert artifacts(runs["old"]) == [], logs.stdout[-3000:]
+    assert client.get_run(runs["recent"].run_id).info.lifecycle_stage == "deleted"
+    assert artifacts(runs["recent"]) == ["note.txt"]
+
+
+def kubectl(*args: str) -> str:
+    done = subprocess.run(["kubectl", *args], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"kubectl {' '.join(args[:4])} ...: {done.stderr}"
+    return done.stdout
 
 
 def namespace_exists(name: str) -> bool:

@@ -200,3 +200,18 @@ def test_gc_cronjob_reaches_cloud_sql_through_the_proxy():
     assert {"name": "cloudsql-credentials"}.items() <= pod["volumes"][-1].items()
     in_cluster = render("cronjob-gc.yaml.j2", mlflow_server_gc_enabled=True)[0]
     assert "initContainers" not in in_cluster["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def test_gc_cronjob_deletes_proxied_artifacts_through_the_server_as_the_admin():
+    """mlflow gc resolves mlflow-artifacts:/ URIs through a tracking URI (it stops without one) and needs the admin's
+    credentials when auth is on; without auth it gets none."""
+    def gc_env(**variables) -> dict:
+        pod = render("cronjob-gc.yaml.j2", mlflow_server_gc_enabled=True, **variables)[0]
+        return {e["name"]: e.get("value") or e["valueFrom"]["secretKeyRef"]
+                for e in pod["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    env = gc_env(mlflow_server_auth_enabled=True)
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow.svc"
+    assert env["MLFLOW_TRACKING_USERNAME"] == "admin"
+    assert env["MLFLOW_TRACKING_PASSWORD"] == {"name": "mlflow-credentials", "key": "admin-password"}
+    assert "MLFLOW_TRACKING_PASSWORD" not in gc_env(mlflow_server_auth_enabled=False)
