@@ -25,6 +25,8 @@ _GC_AGE = re.compile(r"^(?=\d)(\d+d)?(\d+h)?(\d+m)?(\d+s)?$")
 # A Go duration, as the External Secrets Operator reads refreshInterval (1h, 30m, 1h30m, 90s).
 _GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 # An HTTP path prefix as an Ingress rule takes it: absolute, no query, no doubled or trailing slash (except "/").
+# A URL of a site's root, as people open it: scheme, host, optional port, nothing after.
+_ROOT_URL = re.compile(r"^https?://[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:\d{1,5})?/?$")
 _HTTP_PATH = re.compile(r"^/$|^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
 
 
@@ -82,6 +84,8 @@ def domain_problem(domain: str, value: object) -> str:
         "host": lambda: "" if _HOST.match(text) else
         "must be a host name only (no scheme, port or path), for example mlflow.example.com",
         "optional_host": lambda: "" if not text else domain_problem("host", text),
+        "optional_root_url": lambda: "" if not text or _ROOT_URL.match(text) else
+        "must be http(s)://HOST or http(s)://HOST:PORT, nothing after, for example https://mlflow.example.com",
         "http_path": lambda: "" if _HTTP_PATH.match(text) else
         "must be an absolute path such as / or /iris (no trailing '/', query or spaces)",
     }

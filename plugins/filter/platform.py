@@ -57,6 +57,14 @@ def allowed_hosts(service: str, namespace: str, extra: list[str] | None = None) 
     return hosts
 
 
+def browser_origins(hosts: list[str], extra: list[str] | None = None) -> list[str]:
+    """The CORS origins of the names a browser reaches the server by (its ingress host, the extra allowed hosts),
+    over http and https, plus extra. MLflow refuses a state-changing request whose Origin is not among them (the UI
+    searches with POST), and accepts localhost origins on its own."""
+    origins = [f"{scheme}://{host}" for host in hosts if host for scheme in ("http", "https")]
+    return list(dict.fromkeys(origins + [o for o in extra or [] if o]))
+
+
 def restorable(obj: dict) -> dict:
     """A live object reduced to what re-applying it needs (for rolling back to it)."""
     meta = obj.get("metadata", {})
@@ -108,5 +116,6 @@ class FilterModule:
     def filters(self):
         return {"cpu_cores": cpu_cores, "mebibytes": mebibytes, "database_uri": database_uri,
                 "allowed_hosts": allowed_hosts,
+                "browser_origins": browser_origins,
                 "restorable": restorable, "k8s_as_applied": k8s_as_applied,
                 "serving_plan": serving_plan}

@@ -160,6 +160,7 @@ DOMAIN_CASES = [
     ("mlflow_server", "mlflow_server_external_secrets_sync_timeout", 0),
     ("mlflow_server", "mlflow_server_node_port", 8080),
     ("mlflow_server", "mlflow_server_ingress_host", "https://mlflow.example.com/"),
+    ("mlflow_server", "mlflow_server_public_url", "mlflow.example.com"),
     ("mlflow_server", "mlflow_server_ingress_class_name", "Traefik!"),
     ("mlflow_server", "mlflow_server_ingress_tls_secret_name", "TLS_secret"),
     ("mlflow_server", "mlflow_server_extra_allowed_hosts", ["http://mlflow.example.com/x"]),

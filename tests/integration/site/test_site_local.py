@@ -59,10 +59,7 @@ def test_nightly_gc_deletes_runs_deleted_long_ago_with_their_artifacts(kubeconfi
     """The gc CronJob of the converged platform, run as the schedule runs it: a run deleted 31 days ago loses its
     row and its artifact objects (deleted through the server's artifact proxy, from the GCS emulator's bucket); a run
     deleted today keeps both."""
-    secret = json.loads(kubectl("-n", "mlflow", "get", "secret", "mlflow-credentials", "-o", "json"))["data"]
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:30500")
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", base64.b64decode(secret["admin-password"]).decode())
+    admin_login(monkeypatch)
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -103,6 +100,78 @@ def test_nightly_gc_deletes_runs_deleted_long_ago_with_their_artifacts(kubeconfi
     assert artifacts(runs["old"]) == [], logs.stdout[-3000:]
     assert client.get_run(runs["recent"].run_id).info.lifecycle_stage == "deleted"
     assert artifacts(runs["recent"]) == ["note.txt"]
+
+
+def test_the_ui_works_in_a_browser_through_the_ingress_and_the_node_port(kubeconfig, monkeypatch, tmp_path):
+    """Headless Chromium (Debian's) opens the MLflow UI through each way in of the local inventory, logs in with
+    basic-auth, opens an experiment's runs table, a run and its artifact, the registry and a model with its alias,
+    and sends writes from the page as the UI does (an experiment created, an alias set): no request fails, no
+    status >= 400, no console error. (Through the ingress, every POST of the UI was refused as cross-origin.)"""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    password = admin_login(monkeypatch)
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    tag = uuid.uuid4().hex[:6]
+    experiment = client.create_experiment(f"ui-{tag}")
+    run = client.create_run(experiment, run_name=f"ui-run-{tag}")
+    (tmp_path / "note.txt").write_text("hello")
+    client.log_artifact(run.info.run_id, str(tmp_path / "note.txt"))
+    client.log_metric(run.info.run_id, "accuracy", 0.9)
+    client.set_terminated(run.info.run_id)
+    model = f"ui-model-{tag}"
+    client.create_registered_model(model)
+    version = client.create_model_version(model, run.info.artifact_uri, run.info.run_id).version
+    client.set_registered_model_alias(model, "champion", version)
+    pages = [(f"/#/experiments/{experiment}/runs", f"ui-run-{tag}"),
+             (f"/#/experiments/{experiment}/runs/{run.info.run_id}", f"ui-run-{tag}"),
+             (f"/#/experiments/{experiment}/runs/{run.info.run_id}/artifacts", "note.txt"),
+             ("/#/models", model), (f"/#/models/{model}", "champion")]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
+        try:
+            for way, base in enumerate(("http://mlflow.localhost:8880", "http://127.0.0.1:30500")):
+                context = browser.new_context(http_credentials={"username": "admin", "password": password})
+                page = context.new_page()
+                problems: list[str] = []
+                page.on("console", lambda m, p=problems: p.append(f"console: {m.text}") if m.type == "error" else None)
+                page.on("response", lambda r, p=problems: p.append(f"{r.status} {r.request.method} {r.url}")
+                        if r.status >= 400 else None)
+                page.on("requestfailed", lambda r, p=problems: p.append(f"failed {r.url}: {r.failure}"))
+                for path, text in pages:
+                    page.goto(base + path)
+                    try:
+                        page.get_by_text(text).first.wait_for(timeout=20000)
+                    except PlaywrightError as exc:
+                        raise AssertionError(f"{base}{path} never showed {text!r}: {problems[:10]}") from exc
+                for endpoint, body in (("experiments/create", {"name": f"ui-write-{tag}-{way}"}),
+                                       ("registered-models/alias", {"name": model, "alias": "challenger",
+                                                                    "version": version})):
+                    status = page.evaluate(POST_FROM_THE_PAGE, [endpoint, body])
+                    assert status == 200, f"{base}: the page's POST {endpoint} answered {status}"
+                assert not problems, f"{base}: {problems[:10]}"
+                context.close()
+        finally:
+            browser.close()
+    assert client.get_model_version_by_alias(model, "challenger").version == version
+
+
+# A write as the UI sends it: a POST from the page to the UI's API path (the browser adds the Origin header).
+POST_FROM_THE_PAGE = """async ([endpoint, body]) => (await fetch('ajax-api/2.0/mlflow/' + endpoint, {
+    method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)})).status"""
+
+
+def admin_login(monkeypatch) -> str:
+    """The admin's password, and the MLflow client pointed at the platform's node port as the admin."""
+    secret = json.loads(kubectl("-n", "mlflow", "get", "secret", "mlflow-credentials", "-o", "json"))["data"]
+    password = base64.b64decode(secret["admin-password"]).decode()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:30500")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    return password
 
 
 def kubectl(*args: str) -> str:

@@ -11,7 +11,8 @@ GOOD = [("dns_label", "mlflow-serving"), ("name", "mlflow"), ("cpu", "250m"), ("
         ("node_port", 0), ("percent", 75), ("cron", "17 3 * * *"), ("cron", "*/15 0-6 1,15 * mon-fri"),
         ("gc_age", "30d"), ("gc_age", "1d12h30m"), ("go_duration", "1h30m"), ("host", "mlflow.example.com"),
         ("host", "*.example.com"), ("optional_host", ""), ("dns_subdomain", "mlflow-server"),
-        ("http_path", "/"), ("http_path", "/iris"), ("http_path", "/models/iris-v2")]
+        ("http_path", "/"), ("http_path", "/iris"), ("http_path", "/models/iris-v2"), ("optional_root_url", ""),
+        ("optional_root_url", "http://mlflow.localhost:8880"), ("optional_root_url", "https://mlflow.example.com/")]
 
 BAD = [("dns_label", "ML_flow"), ("name", "a" * 41), ("cpu", "-1"), ("cpu", "one"), ("cpu", "0"),
        ("memory", "1.5GB"), ("count", -1), ("count", "two"), ("positive", 0), ("positive", True),
@@ -19,7 +20,8 @@ BAD = [("dns_label", "ML_flow"), ("name", "a" * 41), ("cpu", "-1"), ("cpu", "one
        ("cron", "61 3 * * *"), ("gc_age", "30 days"), ("gc_age", "2h1d"), ("gc_age", ""), ("go_duration", "1 hour"),
        ("host", "https://mlflow.example.com"), ("host", "mlflow.example.com/x"), ("host", "mlflow.example.com:443"),
        ("http_path", "iris"), ("http_path", "/iris/"), ("http_path", "/a//b"), ("http_path", "/iris?x=1"),
-       ("http_path", "/my model")]
+       ("http_path", "/my model"), ("optional_root_url", "mlflow.example.com"),
+       ("optional_root_url", "https://mlflow.example.com/ui"), ("optional_root_url", "ftp://mlflow.example.com")]
 
 
 @pytest.mark.parametrize("domain, value", GOOD)

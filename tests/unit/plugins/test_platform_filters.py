@@ -54,6 +54,14 @@ def test_allowed_hosts_cover_every_service_name_with_and_without_port():
     assert not any(h.startswith("198.") or h == "*" for h in hosts)
 
 
+def test_browser_origins_are_each_host_over_http_and_https_then_the_extra_ones():
+    assert platform.browser_origins(["mlflow.localhost:8880", "", "mlflow.example.com"],
+                                    ["https://portal.example.com", "http://mlflow.localhost:8880"]) == [
+        "http://mlflow.localhost:8880", "https://mlflow.localhost:8880", "http://mlflow.example.com",
+        "https://mlflow.example.com", "https://portal.example.com"]
+    assert platform.browser_origins([]) == []
+
+
 def test_restorable_keeps_spec_and_drops_server_fields():
     live = {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "m", "namespace": "ns", "uid": "x", "resourceVersion": "9", "labels": {"a": "b"},
