@@ -91,6 +91,33 @@ def database_lock(conn):
             conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": f"mlflow-{LOCK_ID}"})
 
 
+def auth_schema_on_mysql(engine) -> bool:
+    """Create MLflow's first auth revision (8606fa83a998) on MySQL or MariaDB, once; True when it did.
+
+    That revision names the foreign keys of two tables fk_user_id; MySQL and MariaDB refuse the second, as constraint
+    names are unique per database (mlflow/mlflow#9642, open in every release). Its three tables are created here as
+    it would create them, the second key named fk_user_id_registered_model. MLflow then finds auth tables without
+    its version table, stamps them as that revision and migrates them on, as for any auth database older than 3.6.
+    """
+    from sqlalchemy import Boolean, Column, ForeignKeyConstraint, Integer, String, Table, UniqueConstraint
+
+    if engine.dialect.name not in ("mysql", "mariadb") or "users" in sqlalchemy.inspect(engine).get_table_names():
+        return False
+    meta = sqlalchemy.MetaData()
+    Table("users", meta, Column("id", Integer, primary_key=True), Column("username", String(255), unique=True),
+          Column("password_hash", String(255)), Column("is_admin", Boolean))
+    for table, key, resource, unique in (("experiment_permissions", "fk_user_id", "experiment_id",
+                                          "unique_experiment_user"),
+                                         ("registered_model_permissions", "fk_user_id_registered_model", "name",
+                                          "unique_name_user")):
+        Table(table, meta, Column("id", Integer, primary_key=True), Column(resource, String(255), nullable=False),
+              Column("user_id", Integer, nullable=False), Column("permission", String(255)),
+              ForeignKeyConstraint(["user_id"], ["users.id"], name=key),
+              UniqueConstraint(resource, "user_id", name=unique))
+    meta.create_all(engine)
+    return True
+
+
 def migrate(uri: str, auth: bool) -> str:
     import mlflow
     from alembic.migration import MigrationContext
@@ -124,8 +151,9 @@ def migrate(uri: str, auth: bool) -> str:
         if auth:
             from mlflow.server.auth.db import utils as auth_utils
 
+            created = auth_schema_on_mysql(engine)
             auth_utils.migrate_if_needed(engine, "head")
-            outcome += ", auth schema at head"
+            outcome += ", auth schema " + ("created (MySQL foreign key names) and " if created else "") + "at head"
     return outcome
 
 

@@ -90,8 +90,9 @@ def test_artifacts_land_in_the_bucket(logged):
     assert any(n.endswith("MLmodel") for n in names)
 
 
-def _status(path: str, headers: dict[str, str]) -> int:
-    request = urllib.request.Request(URI + path, headers=headers)
+def _status(path: str, headers: dict[str, str], body: bytes | None = None) -> int:
+    """The HTTP status of a GET (or, with a body, a POST) to the server."""
+    request = urllib.request.Request(URI + path, headers=headers, data=body)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
@@ -110,6 +111,33 @@ def test_foreign_host_header_is_refused():
 def test_request_without_credentials_is_refused_exactly_when_auth_is_on():
     expected = 401 if AUTH else 200
     assert _status("/api/2.0/mlflow/experiments/search?max_results=1", {}) == expected
+
+
+def test_a_user_gets_exactly_the_permissions_granted(client, logged):
+    """With auth on, the auth schema holds users and both kinds of grants (on MySQL/MariaDB: the tables the upgrade
+    Job creates around mlflow/mlflow#9642): a new user reads the experiment it was granted, is refused an alias write
+    on the model it may only read, and may write it once granted EDIT. With auth off there is no user API."""
+    import base64
+
+    if not AUTH:
+        assert _status("/api/2.0/mlflow/users/get?username=admin", {}) == 404
+        return
+    from mlflow.server import get_app_client
+
+    auth_client = get_app_client("basic-auth", tracking_uri=URI)
+    username, password = f"user-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    auth_client.create_user(username, password)
+    experiment_id = client.get_run(logged["run_id"]).info.experiment_id
+    auth_client.grant_user_permission(username, "experiment", experiment_id, "READ")
+    auth_client.grant_user_permission(username, "registered_model", logged["name"], "READ")
+    user = {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode(),
+            "Content-Type": "application/json"}
+    alias = json.dumps({"name": logged["name"], "alias": "staging", "version": str(logged["version"])}).encode()
+    assert _status(f"/api/2.0/mlflow/experiments/get?experiment_id={experiment_id}", user) == 200
+    assert _status("/api/2.0/mlflow/registered-models/alias", user, alias) == 403
+    auth_client.revoke_user_permission(username, "registered_model", logged["name"])
+    auth_client.grant_user_permission(username, "registered_model", logged["name"], "EDIT")
+    assert _status("/api/2.0/mlflow/registered-models/alias", user, alias) == 200
 
 
 def test_secrets_stay_out_of_argv_configmaps_and_annotations():

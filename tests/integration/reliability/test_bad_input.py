@@ -60,7 +60,6 @@ ROLE_CASES = [
     ("mlflow_server", {**SERVER, "mlflow_server_ingress_enabled": True, "mlflow_server_ingress_host": "m.example.com",
                        "mlflow_server_ingress_tls": "secret"}, "mlflow_server_ingress_tls_secret_name"),
     ("mlflow_server", {**SERVER, "mlflow_server_cloudsql_iam_auth": True}, "mlflow_server_cloudsql_iam_auth"),
-    ("mlflow_server", {**SERVER, "mlflow_server_database_engine": "mysql"}, "mlflow/mlflow#9642"),
     ("mlflow_server", {**SERVER, "mlflow_server_artifacts_destination": "gs://bucket/p", "mlflow_server_replicas": 10,
                        "mlflow_server_cpu_limit": "4", "mlflow_server_memory_limit": "8Gi"}, "connections"),
     ("mlflow_server", {**SERVER, "mlflow_server_database_max_connections": 20},
