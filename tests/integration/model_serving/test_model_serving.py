@@ -100,6 +100,17 @@ def predict(url: str, frame) -> list:
         return json.loads(response.read())["predictions"]
 
 
+def runbook_vars(registry, **extra) -> dict:
+    """What promote_model.yml and rollback_model.yml need to serve iris (alias champion) in the test's namespaces."""
+    return {"it_admin_password": registry["password"], "model_serving_namespace": "it-serving",
+            "model_serving_tracking_uri": TRACKING, "model_serving_image": "docker.io/mlplatform/mlflow:3.17.2",
+            "model_serving_tracking_username": "admin", "model_serving_tracking_password": registry["password"],
+            "model_serving_tracking_uri_in_cluster": "http://mlflow.it-mlflow.svc.cluster.local",
+            "model_serving_rollout_timeout": 180, "model_serving_default_cpu_request": "100m",
+            "model_serving_default_memory_request": "256Mi",
+            "model_serving_models": [{"name": "iris", "model": registry["name"], "alias": "champion"}], **extra}
+
+
 def test_serves_the_aliased_version_with_local_predictions(registry):
     result = serve(registry, [{"name": "iris", "model": registry["name"], "alias": "champion"}])
     assert result.rc == 0, result.output[-3000:]
@@ -118,14 +129,8 @@ def test_promotion_under_load_drops_no_request(registry):
     url = service_url("iris")
     with PredictionLoad(url, registry["X"].head(1)) as load:
         time.sleep(3)
-        result = run_playbook("playbooks/promote_model.yml", {
-            "it_admin_password": registry["password"], "registered_model": registry["name"], "model_version": 2,
-            "model_serving_namespace": "it-serving", "model_serving_tracking_uri": TRACKING,
-            "model_serving_image": "docker.io/mlplatform/mlflow:3.17.2", "model_serving_tracking_username": "admin",
-            "model_serving_tracking_uri_in_cluster": "http://mlflow.it-mlflow.svc.cluster.local",
-            "model_serving_tracking_password": registry["password"], "model_serving_rollout_timeout": 180,
-            "model_serving_default_cpu_request": "100m", "model_serving_default_memory_request": "256Mi",
-            "model_serving_models": [{"name": "iris", "model": registry["name"], "alias": "champion"}]})
+        result = run_playbook("playbooks/promote_model.yml", runbook_vars(
+            registry, registered_model=registry["name"], model_version=2))
         time.sleep(3)
     print(f"promotion: {load.sent} requests, {load.failed} failed")
     assert result.rc == 0, result.output[-3000:]
@@ -176,14 +181,8 @@ def test_pods_hold_no_admin_credential_and_cannot_write(registry):
 def test_broken_version_is_refused_and_the_previous_keeps_serving(registry):
     url = service_url("iris")
     with PredictionLoad(url, registry["X"].head(1)) as load:
-        result = run_playbook("playbooks/promote_model.yml", {
-            "it_admin_password": registry["password"], "registered_model": registry["name"], "model_version": 3,
-            "model_serving_namespace": "it-serving", "model_serving_tracking_uri": TRACKING,
-            "model_serving_image": "docker.io/mlplatform/mlflow:3.17.2", "model_serving_tracking_username": "admin",
-            "model_serving_tracking_uri_in_cluster": "http://mlflow.it-mlflow.svc.cluster.local",
-            "model_serving_tracking_password": registry["password"], "model_serving_rollout_timeout": 180,
-            "model_serving_default_cpu_request": "100m", "model_serving_default_memory_request": "256Mi",
-            "model_serving_models": [{"name": "iris", "model": registry["name"], "alias": "champion"}]})
+        result = run_playbook("playbooks/promote_model.yml", runbook_vars(
+            registry, registered_model=registry["name"], model_version=3))
     print(f"broken promotion: {load.sent} requests, {load.failed} failed")
     assert result.rc != 0
     assert load.failed == 0, (load.errors[:5], result.output[-3000:])
@@ -192,6 +191,24 @@ def test_broken_version_is_refused_and_the_previous_keeps_serving(registry):
     assert all(a >= 10 for a in load.answers), "something other than v2 answered"
     assert kubectl_json("-n", "it-serving", "deployments")["items"][0]["metadata"]["annotations"][
         "mlplatform.mlflow/model-version"] == "2"
+
+
+def test_rollback_under_load_returns_to_the_previous_version_dropping_nothing(registry):
+    """rollback_model.yml moves the alias back to the version served before the last promotion (v1) and rolls it
+    out, as the rollback runbook does on any inventory, while requests keep coming."""
+    url = service_url("iris")
+    started = time.monotonic()
+    with PredictionLoad(url, registry["X"].head(1)) as load:
+        result = run_playbook("playbooks/rollback_model.yml", runbook_vars(registry, served="iris"))
+        took = time.monotonic() - started
+        time.sleep(3)
+    print(f"rollback: {took:.0f} s, {load.sent} requests, {load.failed} failed")
+    assert result.rc == 0, result.output[-3000:]
+    assert load.sent > 100 and load.failed == 0, (load.errors[:5], result.output[-3000:])
+    assert load.answers[-1] < 10, "v1 is not answering at the end"
+    assert registry["client"].get_model_version_by_alias(registry["name"], "champion").version == "1"
+    annotations = kubectl_json("-n", "it-serving", "deployment", "iris")["metadata"]["annotations"]
+    assert annotations["mlplatform.mlflow/model-version"] == "1"
 
 
 def test_serves_a_run_uri_and_a_version_uri_pinned(registry):
