@@ -24,9 +24,9 @@ _CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _GC_AGE = re.compile(r"^(?=\d)(\d+d)?(\d+h)?(\d+m)?(\d+s)?$")
 # A Go duration, as the External Secrets Operator reads refreshInterval (1h, 30m, 1h30m, 90s).
 _GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
-# An HTTP path prefix as an Ingress rule takes it: absolute, no query, no doubled or trailing slash (except "/").
 # A URL of a site's root, as people open it: scheme, host, optional port, nothing after.
 _ROOT_URL = re.compile(r"^https?://[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:\d{1,5})?/?$")
+# An HTTP path prefix as an Ingress rule takes it: absolute, no query, no doubled or trailing slash (except "/").
 _HTTP_PATH = re.compile(r"^/$|^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$")
 
 
