@@ -156,11 +156,14 @@ def test_pods_hold_no_admin_credential_and_cannot_write(registry):
     admin_password = registry["password"]
     pods = kubectl_json("-n", "it-serving", "pods", "-l", "app.kubernetes.io/instance=iris")["items"]
     assert pods and admin_password not in json.dumps(pods)
+    # The environment of a pod that runs (the last promotion's old pods may still be shutting down).
+    running = [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+    assert running, [p["metadata"]["name"] for p in pods]
     secret = kubectl_json("-n", "it-serving", "secret", "model-serving-tracking")["data"]
     credentials = {key: base64.b64decode(value).decode() for key, value in secret.items()}
     assert credentials["MLFLOW_TRACKING_USERNAME"] == "model-serving", credentials.keys()
     assert admin_password not in credentials.values()
-    environment = subprocess.run(["kubectl", "-n", "it-serving", "exec", pods[0]["metadata"]["name"], "-c", "model",
+    environment = subprocess.run(["kubectl", "-n", "it-serving", "exec", running[0]["metadata"]["name"], "-c", "model",
                                   "--", "env"], capture_output=True, text=True, check=True).stdout
     assert "MLFLOW_TRACKING_USERNAME=model-serving" in environment and admin_password not in environment
 

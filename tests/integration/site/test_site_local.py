@@ -15,6 +15,8 @@ import yaml
 
 from ..ansible_run import run_playbook
 
+TRACKING = "http://127.0.0.1:30500"  # the local inventory's node port
+
 
 def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, namespaces_to_delete, tmp_path):
     namespaces_to_delete.extend(["mlflow-serving", "mlflow"])
@@ -40,7 +42,7 @@ def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, n
     assert one.output.count("+++ after") == 1 and "Deployment mlflow/mlflow" in one.output, one.output[-4000:]
     assert [line[0] + line[1:].split(":")[0].strip() for line in changed_lines] == ["-memory", "+memory"], \
         changed_lines
-    with urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:30500/health",
+    with urllib.request.urlopen(urllib.request.Request(f"{TRACKING}/health",
                                                        headers={"Host": "127.0.0.1:30500"}), timeout=10) as r:
         assert r.status == 200
     # The same server through its Ingress, served by the cluster's Traefik (port 8880, host from the inventory).
@@ -63,7 +65,7 @@ def test_nightly_gc_deletes_runs_deleted_long_ago_with_their_artifacts(kubeconfi
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri=TRACKING)
     experiment = client.create_experiment(f"gc-{uuid.uuid4().hex[:6]}")
     runs = {}
     for age in ("old", "recent"):
@@ -74,7 +76,8 @@ def test_nightly_gc_deletes_runs_deleted_long_ago_with_their_artifacts(kubeconfi
         runs[age] = run.info
 
     def artifacts(run) -> list[str]:  # the file names in the bucket under the run's artifact folder
-        return [a.path.rsplit("/", 1)[-1] for a in mlflow.artifacts.list_artifacts(run.artifact_uri)]
+        return [a.path.rsplit("/", 1)[-1] for a in mlflow.artifacts.list_artifacts(run.artifact_uri,
+                                                                                   tracking_uri=TRACKING)]
 
     assert artifacts(runs["old"]) == ["note.txt"]
     psql = 'PGPASSWORD="$(cat /run/secrets/db/database-password)" exec psql -X -U mlflow -d mlflow -tAc "$1"'
@@ -113,7 +116,7 @@ def test_the_ui_works_in_a_browser_through_the_ingress_and_the_node_port(kubecon
     password = admin_login(monkeypatch)
     import mlflow
 
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri=TRACKING)
     tag = uuid.uuid4().hex[:6]
     experiment = client.create_experiment(f"ui-{tag}")
     run = client.create_run(experiment, run_name=f"ui-run-{tag}")
@@ -133,7 +136,7 @@ def test_the_ui_works_in_a_browser_through_the_ingress_and_the_node_port(kubecon
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
         try:
-            for way, base in enumerate(("http://mlflow.localhost:8880", "http://127.0.0.1:30500")):
+            for way, base in enumerate(("http://mlflow.localhost:8880", TRACKING)):
                 context = browser.new_context(http_credentials={"username": "admin", "password": password})
                 page = context.new_page()
                 problems: list[str] = []
@@ -165,10 +168,10 @@ POST_FROM_THE_PAGE = """async ([endpoint, body]) => (await fetch('ajax-api/2.0/m
 
 
 def admin_login(monkeypatch) -> str:
-    """The admin's password, and the MLflow client pointed at the platform's node port as the admin."""
+    """The admin's password, also in the environment the MLflow client reads credentials from. (Clients here name
+    TRACKING themselves: another module of this pytest process may have set MLflow's global tracking URI.)"""
     secret = json.loads(kubectl("-n", "mlflow", "get", "secret", "mlflow-credentials", "-o", "json"))["data"]
     password = base64.b64decode(secret["admin-password"]).decode()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:30500")
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
     return password
