@@ -186,8 +186,18 @@ def test_publish_then_deploy_by_digest(registry, namespaces_to_delete, capsys):
     resolves = re.findall(rf'"(?:HEAD|GET) /v2/{PROJECT}/{REPOSITORY}/mlflow-server/manifests/{digest}'
                           rf'\?ns={AR_HOST} HTTP/1.1" 200 [^"]*"[^"]*" "containerd/', log.read_text())
     assert resolves, "containerd resolved the image in the loopback registry under its Artifact Registry name"
-    with urllib.request.urlopen(f"http://127.0.0.1:{NODE_PORT}/health", timeout=10) as response:
-        assert response.status == 200 and response.read().strip() == b"OK"
+    # The pod is Ready; kube-proxy programs the new node port from the Service's endpoints a moment later (CI saw a
+    # connection refused right after the rollout).
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{NODE_PORT}/health", timeout=10) as response:
+                assert response.status == 200 and response.read().strip() == b"OK"
+            break
+        except urllib.error.URLError as exc:
+            if isinstance(exc, urllib.error.HTTPError) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
     with capsys.disabled():
         print(f"\n[image_publish] {archive.name} -> {reference}: ansible-playbook runs: check {check_seconds:.1f} s, "
