@@ -28,6 +28,8 @@ B=$BIN_DIR
 # API (no dashboard) and /ping listen on loopback only. It runs as an unnamed uid that a guard keeps off the network.
 TRAEFIK_PORT=8880
 TRAEFIK_API_PORT=8881
+# The Gateway's listener (Gateway API); Traefik serves a listener on the entry point of the same port.
+GATEWAY_PORT=8890
 TRAEFIK_UID=64080
 # Components in start order; `down` stops them in reverse.
 COMPONENTS="containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy local-path-provisioner traefik"
@@ -287,6 +289,9 @@ start_node() {
 }
 
 start_addons() {
+  # The Gateway API's CRDs first: the add-ons create a Gateway.
+  kc apply --server-side --field-manager=mlplatform-cluster -f "$CLUSTER_DIR/gateway-api/" >/dev/null
+  kc wait --for=condition=Established --timeout=60s -f "$CLUSTER_DIR/gateway-api/" >/dev/null
   sed -e "s|@STORAGE_DIR@|$STORAGE_DIR|; s|@DNS_IP@|$DNS_IP|; s|@COREDNS_VERSION@|$COREDNS_VERSION|" "$CLUSTER_DIR/addons.yaml" \
     | kc apply --server-side --field-manager=mlplatform-cluster -f - >/dev/null
   start local-path-provisioner "$B/local-path-provisioner" start --kubeconfig "$E/admin.conf" \
@@ -324,13 +329,18 @@ global: {checkNewVersion: false, sendAnonymousUsage: false}
 entryPoints:
   web: {address: "127.0.0.1:$TRAEFIK_PORT", transport: {respondingTimeouts: {readTimeout: 600s}}}
   node: {address: "$ip:$TRAEFIK_PORT", transport: {respondingTimeouts: {readTimeout: 600s}}}
+  gateway: {address: "127.0.0.1:$GATEWAY_PORT", transport: {respondingTimeouts: {readTimeout: 600s}}}
   traefik: {address: "127.0.0.1:$TRAEFIK_API_PORT"}
 # Every backend is on this machine: a connection not made within 5 s was dropped (default: wait 30 s).
 serversTransport: {forwardingTimeouts: {dialTimeout: 5s}}
 api: {insecure: true, dashboard: false}
 ping: {entryPoint: traefik}
+# Routes take effect within half a second of a change (default: 2 s), so a canary's weights hold when its route
+# reports them accepted.
 providers:
+  providersThrottleDuration: 500ms
   kubernetesIngress: {}
+  kubernetesGateway: {}
 log: {level: INFO, noColor: true}
 EOF
   )

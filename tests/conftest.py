@@ -28,6 +28,30 @@ def kubeconfig() -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def kubeconfig_with_contexts(kubeconfig, tmp_path_factory):
+    """Make a copy of the cluster's kubeconfig in which more context names (an inventory's mlplatform_context: a GKE
+    one, minikube) reach the local cluster; returns the copy's path."""
+
+    def make(*names: str) -> str:
+        path = tmp_path_factory.mktemp("kube") / "config"
+        kubectl = ["kubectl", "--kubeconfig", str(path)]
+        path.write_text(subprocess.run(["kubectl", "config", "view", "--raw", "--flatten"], capture_output=True,
+                                       text=True, check=True).stdout)
+        current = subprocess.run([*kubectl, "config", "current-context"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        cluster, user = (subprocess.run([*kubectl, "config", "view", "-o",
+                                         f"jsonpath={{.contexts[?(@.name=='{current}')].context.{field}}}"],
+                                        capture_output=True, text=True, check=True).stdout
+                         for field in ("cluster", "user"))
+        for name in names:
+            subprocess.run([*kubectl, "config", "set-context", name, f"--cluster={cluster}", f"--user={user}"],
+                           capture_output=True, check=True)
+        return str(path)
+
+    return make
+
+
 @pytest.fixture(scope="module")
 def namespaces_to_delete(kubeconfig):
     """Namespaces a test module creates; deleted when the module ends so later tiers have the node's CPU."""

@@ -52,6 +52,24 @@ def _cron_problem(value: str) -> str:
     return ""
 
 
+def _float(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def _canary_steps_problem(value: object) -> str:
+    steps = [_int(step) for step in value] if isinstance(value, list) else [None]
+    if value == [] or (all(s is not None and 1 <= s <= 100 for s in steps)
+                       and steps == sorted(set(steps)) and steps[-1] == 100):
+        return ""
+    return ("must be [] (no canary) or rising percentages of the requests, 1-100, ending at 100, "
+            "such as [10, 50, 100]")
+
+
 def domain_problem(domain: str, value: object) -> str:
     """What keeps value out of the domain, or ''. The text follows the variable's name in a message."""
     text = "" if value is None else str(value)
@@ -77,6 +95,7 @@ def domain_problem(domain: str, value: object) -> str:
         "must be a node port, 30000-32767 (or 0 to let Kubernetes choose)",
         "percent": lambda: "" if number is not None and 1 <= number <= 100 else "must be a percentage, 1-100",
         "cron": lambda: _cron_problem(text),
+        "optional_cron": lambda: "" if not text else _cron_problem(text),
         "gc_age": lambda: "" if _GC_AGE.match(text) else
         "must be an age `mlflow gc --older-than` reads: days, hours, minutes, seconds in that order, e.g. 30d "
         "or 1d12h",
@@ -86,6 +105,11 @@ def domain_problem(domain: str, value: object) -> str:
         "optional_host": lambda: "" if not text else domain_problem("host", text),
         "optional_root_url": lambda: "" if not text or _ROOT_URL.match(text) else
         "must be http(s)://HOST or http(s)://HOST:PORT, nothing after, for example https://mlflow.example.com",
+        "fraction": lambda: "" if _float(value) is not None and 0 <= _float(value) <= 1 else
+        "must be a number from 0 to 1, such as 0.01 for 1 %",
+        "positive_number": lambda: "" if _float(value) is not None and _float(value) > 0 else
+        "must be a number above 0",
+        "canary_steps": lambda: _canary_steps_problem(value),
         "http_path": lambda: "" if _HTTP_PATH.match(text) else
         "must be an absolute path such as / or /iris (no trailing '/', query or spaces)",
     }

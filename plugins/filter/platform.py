@@ -104,6 +104,7 @@ def serving_plan(models: list[dict], resolved: list[dict], defaults: dict, serve
         model["model_uri"] = result.get("model_uri") or f"models:/{entry['model']}/{result['version']}"
         annotations = served_by_name.get(entry["name"], {})
         served_version = annotations.get("mlplatform.mlflow/model-version")
+        model["served_model_uri"] = annotations.get("mlplatform.mlflow/model-uri", "")
         model["version_changed"] = annotations.get("mlplatform.mlflow/model-uri") != model["model_uri"]
         model["previous_version"] = (served_version or "") if model["version_changed"] else \
             annotations.get("mlplatform.mlflow/previous-version", "")

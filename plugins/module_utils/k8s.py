@@ -31,6 +31,8 @@ MANAGED_BY = "mlplatform.mlflow"
 # Kinds a set may prune, in deletion order. PersistentVolumeClaims are never pruned: they hold data.
 DEFAULT_PRUNE_KINDS = [
     "networking.k8s.io/v1/Ingress",
+    "gateway.networking.k8s.io/v1/HTTPRoute",
+    "gateway.networking.k8s.io/v1/Gateway",
     "autoscaling/v2/HorizontalPodAutoscaler",
     "policy/v1/PodDisruptionBudget",
     "networking.k8s.io/v1/NetworkPolicy",
@@ -202,7 +204,7 @@ def wait_until_gone(client: Client, objs: list[dict[str, Any]], timeout: float =
 
 
 # Workloads a set waits for, and what "ready" means for each.
-WAITED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+WAITED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "HTTPRoute")
 
 
 def workload_state(obj: dict[str, Any]) -> tuple[str, str]:
@@ -221,6 +223,16 @@ def workload_state(obj: dict[str, Any]) -> tuple[str, str]:
         if failed.get("status") == "True":
             return "failed", f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".rstrip(": ")
         return "progressing", f"{status.get('active', 0)} active pod(s)"
+    if kind == "HTTPRoute":  # ready once every Gateway it names has accepted its newest spec
+        generation = meta.get("generation", 1)
+        accepted = [c for parent in status.get("parents") or [] for c in parent.get("conditions") or []
+                    if c.get("type") == "Accepted" and c.get("observedGeneration", 0) >= generation]
+        refused = [c for c in accepted if c.get("status") != "True"]
+        if refused:
+            return "failed", f"its Gateway refused it: {refused[0].get('reason')}: {refused[0].get('message', '')}"
+        if accepted and len(accepted) >= len(spec.get("parentRefs") or []):
+            return "ready", "accepted"
+        return "progressing", f"no Gateway has accepted generation {generation} yet"
     if kind not in ("Deployment", "StatefulSet", "DaemonSet"):
         return "ready", ""
     if status.get("observedGeneration", 0) < meta.get("generation", 1):

@@ -239,8 +239,9 @@ class Client:
         return self._connection
 
     def request(self, method: str, path: str, body: Any = None, query: dict | None = None,
-                content_type: str = "application/json") -> Any:
-        """The decoded JSON answer; K8sError with the API's status and message otherwise (404 included)."""
+                content_type: str = "application/json", text: bool = False) -> Any:
+        """The decoded JSON answer (the body as text with text=True: a pod's metrics through the API server's
+        proxy); K8sError with the API's status and message otherwise (404 included)."""
         self._authenticate()
         url = self._prefix + path + (f"?{urlencode(query, doseq=True)}" if query else "")
         payload = json.dumps(body).encode() if body is not None else None
@@ -264,6 +265,8 @@ class Client:
                 self._connection = None
                 raise K8sError(f"cannot reach the Kubernetes API at {self.settings.server} "
                                f"({self.settings.description}): {exc}") from exc
+        if text and response.status < 400:
+            return data.decode(errors="replace")
         try:
             decoded = json.loads(data) if data else None
         except ValueError:

@@ -409,6 +409,16 @@ class MlflowClient:
             resource=f"alias '{alias}' of registered model '{name}' (deleting it)",
         )
 
+    def set_tag(self, name: str, version: int | str | None, key: str, value: str) -> None:
+        """Set a tag of a registered model, or of one of its versions."""
+        if version is None:
+            self.request("POST", "registered-models/set-tag", body={"name": name, "key": key, "value": value},
+                         resource=f"tag '{key}' of registered model '{name}'")
+        else:
+            self.request("POST", "model-versions/set-tag",
+                         body={"name": name, "version": str(version), "key": key, "value": value},
+                         resource=f"tag '{key}' of version {version} of registered model '{name}'")
+
     def search_model_versions(self, name: str) -> list[dict[str, t.Any]]:
         """All versions of one registered model (follows next_page_token, bounded)."""
         versions: list[dict[str, t.Any]] = []

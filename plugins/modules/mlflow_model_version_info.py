@@ -41,6 +41,11 @@ options:
       - Set to V(false) to inspect a version that is still registering or failed to register.
     type: bool
     default: true
+  run_metrics:
+    description:
+      - Also return the latest value of each metric of the version's run (RV(run_metrics)), one more request.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - mlplatform.mlflow.mlflow
 attributes:
@@ -89,6 +94,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+run_metrics:
+  description: The latest value of each metric of the version's run (empty without a run).
+  returned: with O(run_metrics=true)
+  type: dict
+  sample: {"accuracy": 0.97}
 name:
   description: Name of the registered model.
   returned: success
@@ -182,6 +192,7 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "alias": {"type": "str"},
     "version": {"type": "raw"},
     "require_ready": {"type": "bool", "default": True},
+    "run_metrics": {"type": "bool", "default": False},
 }
 
 
@@ -266,6 +277,12 @@ def main() -> None:
     result = summarize(
         model_version, f"{kind if kind != 'latest' else 'version'}:{value}"
     )
+    if module.params["run_metrics"]:
+        try:
+            run = module.client.get_run(result["run_id"]) if result["run_id"] else {}
+        except MlflowError as exc:
+            module.fail_from_error(exc)
+        result["run_metrics"] = {m["key"]: m.get("value") for m in (run.get("data") or {}).get("metrics") or []}
     problem = readiness_problem(result)
     if problem and module.params["require_ready"]:
         module.fail_json(

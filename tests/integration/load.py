@@ -17,6 +17,7 @@ class Load:
         self.rate = rate
         self.sent = self.failed = 0
         self.answers: list = []
+        self.timeline: list[tuple[float, object]] = []  # (time.time() when answered, answer), in order
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -33,6 +34,7 @@ class Load:
                 answer = self.request()
                 with self._lock:
                     self.answers.append(answer)
+                    self.timeline.append((time.time(), answer))
             except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
                 with self._lock:
                     self.failed += 1
@@ -53,13 +55,14 @@ class Load:
 
 
 class PredictionLoad(Load):
-    def __init__(self, url: str, frame, rate: int = 100) -> None:
+    def __init__(self, url: str, frame, rate: int = 100, host: str = "") -> None:
         super().__init__(rate)
         body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
         self.url, self.body = url, json.dumps(body).encode()
+        self.headers = {"Content-Type": "application/json", **({"Host": host} if host else {})}
 
     def request(self):
-        req = urllib.request.Request(self.url, data=self.body, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(self.url, data=self.body, headers=self.headers)
         with urllib.request.urlopen(req, timeout=10) as response:
             return json.loads(response.read())["predictions"][0]
 

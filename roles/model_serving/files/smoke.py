@@ -1,7 +1,9 @@
 """Smoke test of a served model, run inside its pod: send the model's input example to /invocations.
 
 The example is the one logged with the model (serving_input_example.json); without one, a single row is built
-from the model's signature. Exit 0 and print the reply when the server answers 200 with predictions.
+from the model's signature. Each model URI given as an argument (the version it replaces) has its example sent
+too: a new version must accept what the old one was fed. Exit 0 and print the replies when the server answers each
+with 200 and predictions.
 """
 
 from __future__ import annotations
@@ -39,28 +41,36 @@ def describe_error(body: bytes) -> str:
     return f"{error.get('message', '')} Cause: {cause[-1].strip() if cause else 'not reported'}"
 
 
-def main() -> None:
-    import mlflow
+def input_example(uri: str, tmp: str) -> str:
+    """The model's logged serving example, else one row built from its signature (two small files at most)."""
     from mlflow.models import Model
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    uri = os.environ["MLPLATFORM_MODEL_URI"]
-    with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
-        example = os.path.join(local, "serving_input_example.json")
-        body = Path(example).read_text(encoding="utf-8") if os.path.exists(example) else example_from_signature(
-            Model.load(local))
-    request = urllib.request.Request("http://127.0.0.1:8080/invocations", data=body.encode(),
-                                     headers={"Content-Type": "application/json"})
+    repository = get_artifact_repository(uri)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            reply = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        print(f"SMOKE FAILED: {uri} answered {exc.code}: {describe_error(exc.read())}")
-        sys.exit(1)
-    if "predictions" not in reply:
-        print(f"SMOKE FAILED: {uri} answered without predictions: {str(reply)[:500]}")
-        sys.exit(1)
-    print(f"SMOKE OK: {uri} predicted {str(reply['predictions'])[:200]}")
+        return Path(repository.download_artifacts("serving_input_example.json", tmp)).read_text(encoding="utf-8")
+    except Exception:  # noqa: BLE001 - no example logged: build one
+        return example_from_signature(Model.load(repository.download_artifacts("MLmodel", tmp)))
+
+
+def main() -> None:
+    uri = os.environ["MLPLATFORM_MODEL_URI"]
+    for source in [uri, *sys.argv[1:]]:
+        with tempfile.TemporaryDirectory() as tmp:
+            body = input_example(source, tmp)
+        whose = "its input example" if source == uri else f"the input example of {source}, which it replaces"
+        request = urllib.request.Request("http://127.0.0.1:8080/invocations", data=body.encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                reply = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            print(f"SMOKE FAILED: {uri} answered {whose} with {exc.code}: {describe_error(exc.read())}")
+            sys.exit(1)
+        if "predictions" not in reply:
+            print(f"SMOKE FAILED: {uri} answered {whose} without predictions: {str(reply)[:500]}")
+            sys.exit(1)
+        print(f"SMOKE OK: {uri} predicted {str(reply['predictions'])[:200]} for {whose}")
 
 
 if __name__ == "__main__":

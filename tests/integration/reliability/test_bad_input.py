@@ -170,6 +170,8 @@ DOMAIN_CASES = [
     ("mlflow_server", "mlflow_server_rollout_timeout", 0),
     ("mlflow_server", "mlflow_server_gc_schedule", "every night"),
     ("mlflow_server", "mlflow_server_gc_older_than", "30 days"),
+    ("mlflow_server", "mlflow_server_backup_schedule", "nightly"),
+    ("mlflow_server", "mlflow_server_backup_keep", 0),
     ("mlflow_server", "mlflow_server_extra_env", {"MLFLOW_BACKEND_STORE_URI": "sqlite:///x.db"}),
     ("model_serving", "model_serving_namespace", "Serving"),
     ("model_serving", "model_serving_default_replicas", 0),
@@ -179,7 +181,12 @@ DOMAIN_CASES = [
     ("model_serving", "model_serving_default_memory_limit", "big"),
     ("model_serving", "model_serving_default_timeout", 0),
     ("model_serving", "model_serving_rollout_timeout", -1),
-    ("model_serving", "model_serving_ingress_host", "serving.example.com:443"),
+    ("model_serving", "model_serving_host", "serving.example.com:443"),
+    ("model_serving", "model_serving_exposure", "loadbalancer"),
+    ("model_serving", "model_serving_gateway_namespace", "Kube System"),
+    ("model_serving", "model_serving_canary_steps", [50, 10]),
+    ("model_serving", "model_serving_canary_max_error_rate", 5),
+    ("model_serving", "model_serving_promotion_gates", [{"metric": "accuracy", "above": 0.9}]),
     ("model_serving", "model_serving_ingress_class_name", "Nginx Class"),
     ("model_serving", "model_serving_default_max_batch_size", 0),
     ("model_serving", "model_serving_default_max_batch_wait_ms", -5),
@@ -209,20 +216,9 @@ MODULE_CASES = [
 
 
 @pytest.fixture(scope="module")
-def gke_named_kubeconfig(kubeconfig, tmp_path_factory):
+def gke_named_kubeconfig(kubeconfig_with_contexts):
     """The local cluster's kubeconfig with one more context, named like a GKE one."""
-    path = tmp_path_factory.mktemp("kube") / "config"
-    flat = subprocess.run(["kubectl", "config", "view", "--raw", "--flatten"], capture_output=True, text=True,
-                          check=True).stdout
-    path.write_text(flat)
-    current = subprocess.run(["kubectl", "config", "current-context"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-    cluster, user = (subprocess.run(["kubectl", "--kubeconfig", str(path), "config", "view", "-o",
-                                     f"jsonpath={{.contexts[?(@.name=='{current}')].context.{field}}}"],
-                                    capture_output=True, text=True, check=True).stdout for field in ("cluster", "user"))
-    subprocess.run(["kubectl", "--kubeconfig", str(path), "config", "set-context", GKE_CONTEXT, f"--cluster={cluster}",
-                    f"--user={user}"], capture_output=True, check=True)
-    return str(path)
+    return kubeconfig_with_contexts(GKE_CONTEXT)
 
 
 def namespace_exists(name: str) -> bool:
