@@ -162,6 +162,43 @@ def test_the_ui_works_in_a_browser_through_the_ingress_and_the_node_port(kubecon
     assert client.get_model_version_by_alias(model, "challenger").version == version
 
 
+def test_a_restore_of_the_nightly_backup_brings_back_exactly_what_was_logged_before_it(kubeconfig, monkeypatch):
+    """The backup CronJob of the converged platform, run as the schedule runs it, stores a dump in the artifact
+    bucket (the GCS emulator's); restore_db.yml -e restore_db_file=newest fetches it back and restores it: the
+    experiment created before the backup is there, the one created after is gone. (Last in this module: the
+    restore restarts the server.)"""
+    admin_login(monkeypatch)
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=TRACKING)
+    kept = f"before-backup-{uuid.uuid4().hex[:6]}"
+    client.create_experiment(kept)
+    job = f"backup-now-{uuid.uuid4().hex[:6]}"
+    kubectl("-n", "mlflow", "create", "job", job, "--from=cronjob/mlflow-backup")
+    deadline, finished = time.monotonic() + 300, set()
+    while not finished and time.monotonic() < deadline:
+        time.sleep(2)
+        conditions = json.loads(kubectl("-n", "mlflow", "get", "job", job, "-o", "json"))["status"].get("conditions")
+        finished = {c["type"] for c in conditions or [] if c["status"] == "True"} & {"Complete", "Failed"}
+    logs = subprocess.run(["kubectl", "-n", "mlflow", "logs", f"job/{job}", "--all-containers"], capture_output=True,
+                          text=True, check=False)
+    assert finished == {"Complete"}, f"the backup Job ended {finished or 'not'}:\n{logs.stdout[-3000:]}{logs.stderr}"
+    # The dump is in the bucket, read from the emulator's own JSON API.
+    emulator = json.loads(kubectl("-n", "mlflow", "get", "service", "mlflow-gcs", "-o", "json"))["spec"]["clusterIP"]
+    with urllib.request.urlopen(f"http://{emulator}:9023/storage/v1/b/mlflow-artifacts/o?prefix=backups/",
+                                timeout=10) as response:
+        stored = [item["name"] for item in json.loads(response.read()).get("items", [])]
+    assert any(name.startswith("backups/mlflow-") and name.endswith("-scheduled.dump") for name in stored), stored
+    dropped = f"after-backup-{uuid.uuid4().hex[:6]}"
+    client.create_experiment(dropped)
+
+    restore = run_playbook("playbooks/restore_db.yml", {"restore_db_file": "newest"}, inventory="inventories/local")
+    assert restore.rc == 0, restore.output[-4000:]
+    assert "restore_db: OK, restored mlflow-" in restore.output and "-scheduled.dump" in restore.output
+    assert client.get_experiment_by_name(kept) is not None
+    assert client.get_experiment_by_name(dropped) is None
+
+
 # A write as the UI sends it: a POST from the page to the UI's API path (the browser adds the Origin header).
 POST_FROM_THE_PAGE = """async ([endpoint, body]) => (await fetch('ajax-api/2.0/mlflow/' + endpoint, {
     method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)})).status"""
