@@ -50,7 +50,7 @@ class Bucket:
     def __init__(self, url: str) -> None:
         from google.cloud import storage
 
-        bucket, _, prefix = url[len("gs://"):].partition("/")
+        bucket, prefix = (url[len("gs://"):] + "/").split("/", 1)
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.bucket = storage.Client().bucket(bucket)
 
