@@ -57,7 +57,13 @@ def main() -> None:
     uri = os.environ["MLPLATFORM_MODEL_URI"]
     for source in [uri, *sys.argv[1:]]:
         with tempfile.TemporaryDirectory() as tmp:
-            body = input_example(source, tmp)
+            try:
+                body = input_example(source, tmp)
+            except Exception as exc:  # the replaced version may be gone from the registry
+                if source == uri:
+                    raise
+                print(f"SMOKE NOTE: no input example of {source} to send ({exc}); not checked")
+                continue
         whose = "its input example" if source == uri else f"the input example of {source}, which it replaces"
         request = urllib.request.Request("http://127.0.0.1:8080/invocations", data=body.encode(),
                                          headers={"Content-Type": "application/json"})
