@@ -292,14 +292,20 @@ CANARY = {"model_serving_canary_steps": [10, 100], "model_serving_canary_hold_se
           "model_serving_canary_max_error_rate": 0.05, "model_serving_canary_max_p99_ms": 2000}
 
 
+def promote_through_the_gateway(registry, version: int, **extra) -> tuple:
+    """promote_model.yml under ~100 req/s through the Gateway: (its result, the load, when it started, its seconds)."""
+    with PredictionLoad(GATEWAY_URL, registry["X"].head(1), host=GATEWAY["model_serving_host"]) as load:
+        started = time.time()
+        result = run_playbook("playbooks/promote_model.yml", runbook_vars(
+            registry, registered_model=registry["name"], model_version=version, **extra))
+        took = time.time() - started
+        time.sleep(3)
+    return result, load, started, took
+
+
 def test_canary_takes_its_share_then_everything_dropping_nothing(registry):
     """v2 beside v1 behind the Gateway: 10 % of ~100 req/s for 20 s, then 100 %, then the alias moves."""
-    with PredictionLoad(GATEWAY_URL, registry["X"].head(1), host=GATEWAY["model_serving_host"]) as load:
-        started = time.monotonic()
-        result = run_playbook("playbooks/promote_model.yml", runbook_vars(
-            registry, registered_model=registry["name"], model_version=2, **CANARY))
-        took = time.monotonic() - started
-        time.sleep(3)
+    result, load, _started, took = promote_through_the_gateway(registry, 2, **CANARY)
     print(f"canary promotion (2 steps held 20 s): {took:.0f} s, {load.sent} requests, {load.failed} failed")
     assert result.rc == 0, result.output[-3000:]
     assert load.failed == 0, (load.errors[:5], result.output[-3000:])
@@ -322,12 +328,7 @@ def test_canary_takes_its_share_then_everything_dropping_nothing(registry):
 
 def test_canary_with_server_errors_is_rolled_back_by_the_analysis(registry):
     """v4 fails half its predictions with 500: the analysis at 10 % puts every request back on v2."""
-    with PredictionLoad(GATEWAY_URL, registry["X"].head(1), host=GATEWAY["model_serving_host"]) as load:
-        started = time.time()
-        result = run_playbook("playbooks/promote_model.yml", runbook_vars(
-            registry, registered_model=registry["name"], model_version=4, **CANARY))
-        took = time.time() - started
-        time.sleep(3)
+    result, load, started, took = promote_through_the_gateway(registry, 4, **CANARY)
     print(f"flaky canary: {load.sent} requests, {load.failed} failed")
     assert result.rc != 0
     assert "was NOT promoted" in result.output and "error rate" in result.output, result.output[-3000:]

@@ -86,21 +86,12 @@ def test_nightly_gc_deletes_runs_deleted_long_ago_with_their_artifacts(kubeconfi
                         f"WHERE run_uuid = '{runs['old'].run_id}' RETURNING run_uuid")
     assert runs["old"].run_id in backdated
 
-    job = f"gc-now-{uuid.uuid4().hex[:6]}"
-    kubectl("-n", "mlflow", "create", "job", job, "--from=cronjob/mlflow-gc")
-    deadline, finished = time.monotonic() + 300, set()
-    while not finished and time.monotonic() < deadline:
-        time.sleep(2)
-        conditions = json.loads(kubectl("-n", "mlflow", "get", "job", job, "-o", "json"))["status"].get("conditions")
-        finished = {c["type"] for c in conditions or [] if c["status"] == "True"} & {"Complete", "Failed"}
-    logs = subprocess.run(["kubectl", "-n", "mlflow", "logs", f"job/{job}"], capture_output=True, text=True,
-                          check=False)
-    assert finished == {"Complete"}, f"the gc Job ended {finished or 'not'}:\n{logs.stdout[-3000:]}{logs.stderr}"
+    logs = run_now("mlflow-gc")
 
     with pytest.raises(MlflowException) as gone:
         client.get_run(runs["old"].run_id)
-    assert gone.value.error_code == "RESOURCE_DOES_NOT_EXIST", logs.stdout[-3000:]
-    assert artifacts(runs["old"]) == [], logs.stdout[-3000:]
+    assert gone.value.error_code == "RESOURCE_DOES_NOT_EXIST", logs[-3000:]
+    assert artifacts(runs["old"]) == [], logs[-3000:]
     assert client.get_run(runs["recent"].run_id).info.lifecycle_stage == "deleted"
     assert artifacts(runs["recent"]) == ["note.txt"]
 
@@ -173,16 +164,7 @@ def test_a_restore_of_the_nightly_backup_brings_back_exactly_what_was_logged_bef
     client = mlflow.MlflowClient(tracking_uri=TRACKING)
     kept = f"before-backup-{uuid.uuid4().hex[:6]}"
     client.create_experiment(kept)
-    job = f"backup-now-{uuid.uuid4().hex[:6]}"
-    kubectl("-n", "mlflow", "create", "job", job, "--from=cronjob/mlflow-backup")
-    deadline, finished = time.monotonic() + 300, set()
-    while not finished and time.monotonic() < deadline:
-        time.sleep(2)
-        conditions = json.loads(kubectl("-n", "mlflow", "get", "job", job, "-o", "json"))["status"].get("conditions")
-        finished = {c["type"] for c in conditions or [] if c["status"] == "True"} & {"Complete", "Failed"}
-    logs = subprocess.run(["kubectl", "-n", "mlflow", "logs", f"job/{job}", "--all-containers"], capture_output=True,
-                          text=True, check=False)
-    assert finished == {"Complete"}, f"the backup Job ended {finished or 'not'}:\n{logs.stdout[-3000:]}{logs.stderr}"
+    run_now("mlflow-backup")
     # The dump is in the bucket, read from the emulator's own JSON API.
     emulator = json.loads(kubectl("-n", "mlflow", "get", "service", "mlflow-gcs", "-o", "json"))["spec"]["clusterIP"]
     with urllib.request.urlopen(f"http://{emulator}:9023/storage/v1/b/mlflow-artifacts/o?prefix=backups/",
@@ -212,6 +194,21 @@ def admin_login(monkeypatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
     return password
+
+
+def run_now(cronjob: str) -> str:
+    """Run a CronJob of the platform as its schedule does (`kubectl create job --from`); its logs once it passed."""
+    job = f"{cronjob}-now-{uuid.uuid4().hex[:6]}"
+    kubectl("-n", "mlflow", "create", "job", job, f"--from=cronjob/{cronjob}")
+    deadline, finished = time.monotonic() + 300, set()
+    while not finished and time.monotonic() < deadline:
+        time.sleep(2)
+        conditions = json.loads(kubectl("-n", "mlflow", "get", "job", job, "-o", "json"))["status"].get("conditions")
+        finished = {c["type"] for c in conditions or [] if c["status"] == "True"} & {"Complete", "Failed"}
+    logs = subprocess.run(["kubectl", "-n", "mlflow", "logs", f"job/{job}", "--all-containers"], capture_output=True,
+                          text=True, check=False)
+    assert finished == {"Complete"}, f"Job {job} ended {finished or 'not'}:\n{logs.stdout[-3000:]}{logs.stderr}"
+    return logs.stdout
 
 
 def kubectl(*args: str) -> str:
