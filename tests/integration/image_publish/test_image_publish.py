@@ -164,8 +164,9 @@ def test_publish_then_deploy_by_digest(registry, namespaces_to_delete, capsys):
         "mlflow_server_gcs_emulator_enabled": False,
         "mlflow_server_node_port": NODE_PORT,
         "mlflow_server_extra_allowed_hosts": [f"127.0.0.1:{NODE_PORT}"],
-        # A fresh database: nothing to back up; the image, not auth, is under test here.
+        # A fresh database: nothing to back up, now or nightly; the image, not auth, is under test here.
         "mlflow_server_backup_before_migrate": False,
+        "mlflow_server_backup_schedule": "",
         "mlflow_server_auth_enabled": False,
     }, inventory="inventories/local", timeout=900)
     deploy_seconds = time.monotonic() - started
