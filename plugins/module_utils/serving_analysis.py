@@ -6,7 +6,7 @@ The scoring server (images/mlflow/mlplatform_scoring.py) counts every prediction
 it in a histogram, per pod, on its metrics port. The analysis reads each pod of the model through the API server's
 proxy at the start of the window and again at each interval, and compares each track's requests answered since:
 a pod that restarted (its counters went down) counts from zero, a pod that appeared counts from zero too.
-Pure functions but `read_tracks`; module and action code call `analyse`.
+Pure functions but `read_tracks` and `analyse`; the module and its action call `run`.
 """
 
 from __future__ import annotations

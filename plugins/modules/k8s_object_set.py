@@ -76,8 +76,9 @@ options:
   wait:
     description:
       - Wait until every Deployment, StatefulSet and DaemonSet of the set runs its newest spec on every replica, all
-        available, and every Job has succeeded. A Job that fails or a Deployment past its progress deadline fails
-        the task at once, with the Job's termination message.
+        available, every Job has succeeded, and every Gateway API HTTPRoute is accepted by its Gateways at its
+        newest spec (so new route weights hold when the task returns). A Job that fails, a Deployment past its
+        progress deadline or a route its Gateway refuses fails the task at once, with the reason.
       - A workload that did not change and whose status already says so is not waited for, so a run that changes
         nothing returns without waiting. Not done in check mode.
     type: bool
