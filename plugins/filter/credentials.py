@@ -37,6 +37,53 @@ def service_account_key_problem(content: object) -> str:
     return ""
 
 
+USER_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
+USER_RESOURCES = ("experiment", "registered_model")
+USER_FIELDS = {"name", "password", "password_secret", "admin", "permissions", "state"}
+
+
+def users_problems(users: object, variable: str, admin_username: str) -> list[str]:
+    """What is wrong with a list of MLflow users as code, each problem naming the variable and entry; never a
+    password."""
+    if not isinstance(users, list):
+        return [f"{variable} must be a list of users"]
+    problems, names = [], []
+    for index, user in enumerate(users):
+        where = f"{variable}[{index}]"
+        if not isinstance(user, dict) or not isinstance(user.get("name"), str) or not user.get("name"):
+            problems.append(f"{where} must be a mapping with a name")
+            continue
+        name = user["name"]
+        names.append(name)
+        unknown = sorted(set(user) - USER_FIELDS)
+        state = user.get("state", "present")
+        sources = [key for key in ("password", "password_secret") if key in user]
+        secret = user.get("password_secret")
+        if unknown:
+            problems.append(f"{where} ({name}) has unknown fields {unknown}; known: {sorted(USER_FIELDS)}")
+        if name == admin_username:
+            problems.append(f"{where} is the admin ({name}), which the role keeps itself")
+        if state not in ("present", "absent"):
+            problems.append(f"{where} ({name}) state must be present or absent")
+        if state == "present" and len(sources) != 1:
+            problems.append(f"{where} ({name}) needs exactly one of password (a vault value) or password_secret "
+                            "({name: SECRET, key: KEY}, a Secret of the server's namespace)")
+        if secret is not None and not (isinstance(secret, dict) and secret.get("name") and secret.get("key")):
+            problems.append(f"{where} ({name}) password_secret must be {{name: SECRET, key: KEY}}")
+        if "password" in user and not (isinstance(user["password"], str) and len(user["password"]) >= 8):
+            problems.append(f"{where} ({name}) password must be a string of at least 8 characters")
+        for number, grant in enumerate(user.get("permissions") or []):
+            if not (isinstance(grant, dict) and grant.get("resource_type") in USER_RESOURCES
+                    and grant.get("resource_id") and grant.get("permission", "READ") in USER_PERMISSIONS):
+                problems.append(f"{where}.permissions[{number}] ({name}) must be {{resource_type: experiment or "
+                                f"registered_model, resource_id: ID or NAME or *, permission: one of "
+                                f"{', '.join(USER_PERMISSIONS)}}}")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        problems.append(f"{variable} names users more than once: {duplicates}")
+    return problems
+
+
 class FilterModule:
     def filters(self):
-        return {"service_account_key_problem": service_account_key_problem}
+        return {"service_account_key_problem": service_account_key_problem, "users_problems": users_problems}

@@ -172,6 +172,8 @@ DOMAIN_CASES = [
     ("mlflow_server", "mlflow_server_gc_older_than", "30 days"),
     ("mlflow_server", "mlflow_server_backup_schedule", "nightly"),
     ("mlflow_server", "mlflow_server_backup_keep", 0),
+    ("mlflow_server", "mlflow_server_users", [{"name": "ci", "permissions": [{"resource_type": "run"}]}]),
+    ("mlflow_server", "mlflow_server_api_url", "127.0.0.1:30500"),
     ("mlflow_server", "mlflow_server_extra_env", {"MLFLOW_BACKEND_STORE_URI": "sqlite:///x.db"}),
     ("model_serving", "model_serving_namespace", "Serving"),
     ("model_serving", "model_serving_default_replicas", 0),

@@ -57,6 +57,49 @@ def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, n
     rendered_manifests_are_what_the_cluster_holds(tmp_path)
 
 
+def test_users_as_code_get_exactly_their_permissions_and_no_password_is_printed(kubeconfig, monkeypatch):
+    """mlflow_server_users on the converged platform: a user with a vault-style password and one whose password is
+    in a Secret get exactly their grants; a second run changes nothing; state absent deletes one."""
+    admin = admin_login(monkeypatch)
+    import mlflow
+    from mlflow.server.auth.client import AuthServiceClient
+
+    secret_password = f"from-secret-{uuid.uuid4().hex}"
+    subprocess.run(["kubectl", "-n", "mlflow", "delete", "secret", "it-users", "--ignore-not-found"], check=True,
+                   capture_output=True)
+    kubectl("-n", "mlflow", "create", "secret", "generic", "it-users", f"--from-literal=reader={secret_password}")
+    vault_password = f"from-vault-{uuid.uuid4().hex}"
+    model = f"users-{uuid.uuid4().hex[:6]}"
+    mlflow.MlflowClient(tracking_uri=TRACKING).create_registered_model(model)
+    users = [{"name": "it-ci", "password": vault_password,
+              "permissions": [{"resource_type": "registered_model", "resource_id": model, "permission": "EDIT"}]},
+             {"name": "it-reader", "password_secret": {"name": "it-users", "key": "reader"},
+              "permissions": [{"resource_type": "registered_model", "resource_id": model, "permission": "READ"}]}]
+    first = run_playbook("playbooks/site.yml", {"mlflow_server_users": users}, inventory="inventories/local")
+    assert first.rc == 0 and first.changed == 1, first.output[-4000:]  # the users' task
+    again = run_playbook("playbooks/site.yml", {"mlflow_server_users": users}, inventory="inventories/local")
+    assert again.rc == 0 and again.changed == 0, again.output[-4000:]
+    for result in (first, again):
+        assert vault_password not in result.output and secret_password not in result.output and admin not in \
+            result.output
+
+    grants = AuthServiceClient(TRACKING)
+    assert grants.get_user_permission("it-ci", "registered_model", model).permission == "EDIT"
+    assert grants.get_user_permission("it-reader", "registered_model", model).permission == "READ"
+    for user, password in (("it-ci", vault_password), ("it-reader", secret_password)):
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request = urllib.request.Request(f"{TRACKING}/api/2.0/mlflow/registered-models/get?name={model}",
+                                         headers={"Authorization": f"Basic {pair}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200, user
+
+    gone = run_playbook("playbooks/site.yml", {"mlflow_server_users": [{"name": "it-ci", "state": "absent"}]},
+                        inventory="inventories/local")
+    assert gone.rc == 0 and gone.changed == 1, gone.output[-4000:]
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        grants.get_user("it-ci")
+
+
 def test_nightly_gc_deletes_runs_deleted_long_ago_with_their_artifacts(kubeconfig, monkeypatch, tmp_path):
     """The gc CronJob of the converged platform, run as the schedule runs it: a run deleted 31 days ago loses its
     row and its artifact objects (deleted through the server's artifact proxy, from the GCS emulator's bucket); a run

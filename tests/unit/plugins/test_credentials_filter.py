@@ -1,4 +1,5 @@
-"""service_account_key_problem: accepts a service-account key, says why anything else is not one, never leaks it."""
+"""The credential filters: service_account_key_problem (a service-account key, or why not) and users_problems (MLflow
+users as code); neither ever puts a secret in its answer."""
 
 from __future__ import annotations
 
@@ -39,3 +40,39 @@ def test_anything_else_is_refused_with_a_reason_that_reveals_nothing(given, prob
     assert problem in answer
     for secret in ("MIIEvQ", "secretsecret", "proxy@p", "oauth2"):
         assert secret not in answer
+
+
+# ------------------------------------------------------------------------------------- users as code
+
+GOOD_USERS = [
+    {"name": "ci", "password": "long-enough-secret", "permissions": [
+        {"resource_type": "registered_model", "resource_id": "iris", "permission": "EDIT"}]},
+    {"name": "reader", "password_secret": {"name": "mlflow-users", "key": "reader"}},
+    {"name": "gone", "state": "absent"},
+]
+
+
+def test_well_formed_users_have_no_problem():
+    assert credentials.users_problems(GOOD_USERS, "mlflow_server_users", "admin") == []
+
+
+@pytest.mark.parametrize("users, expected", [
+    ([{"name": "ci"}], "mlflow_server_users[0] (ci) needs exactly one of password"),
+    ([{"name": "ci", "password": "x" * 10, "password_secret": {"name": "s", "key": "k"}}], "exactly one of"),
+    ([{"name": "ci", "password": "short"}], "at least 8 characters"),
+    ([{"name": "ci", "password_secret": {"name": "s"}}], "password_secret must be {name: SECRET, key: KEY}"),
+    ([{"name": "admin", "password": "x" * 10}], "is the admin (admin)"),
+    ([{"name": "ci", "state": "gone"}], "state must be present or absent"),
+    ([{"name": "ci", "password": "x" * 10, "permissions": [{"resource_type": "run", "resource_id": "1"}]}],
+     "mlflow_server_users[0].permissions[0] (ci) must be"),
+    ([{"name": "ci", "password": "x" * 10, "permissions": [
+        {"resource_type": "experiment", "resource_id": "1", "permission": "WRITE"}]}], "permissions[0]"),
+    ([{"name": "ci", "password": "x" * 10, "role": "admin"}], "unknown fields ['role']"),
+    ([{"name": "ci", "state": "absent"}, {"name": "ci", "state": "absent"}], "more than once: ['ci']"),
+    ([{"password": "x" * 10}], "mlflow_server_users[0] must be a mapping with a name"),
+    ("ci", "must be a list of users"),
+])
+def test_users_problems_name_the_variable_and_never_the_password(users, expected):
+    problems = credentials.users_problems(users, "mlflow_server_users", "admin")
+    assert any(expected in problem for problem in problems), problems
+    assert not any(secret in problem for problem in problems for secret in ("x" * 10, "short"))
