@@ -365,6 +365,28 @@ def test_candidates_that_fail_a_gate_get_no_request(registry):
     assert registry["client"].get_model_version_by_alias(registry["name"], "champion").version == "2"
 
 
+def test_without_a_gateway_a_canary_takes_its_share_of_the_pods(registry):
+    """No Gateway (exposure none): at 50 % the candidate (v1) runs as many pods as the stable version (v2), both behind
+    the model's one Service, so both answer; its 100 % step is the rollout; nothing fails."""
+    url = service_url("iris")
+    with PredictionLoad(url, registry["X"].head(1)) as load:
+        result = run_playbook("playbooks/promote_model.yml", runbook_vars(
+            registry, registered_model=registry["name"], model_version=1, model_serving_exposure="none",
+            model_serving_canary_steps=[50, 100], model_serving_canary_hold_seconds=15))
+        time.sleep(3)
+    print(f"canary by pods: {load.sent} requests, {load.failed} failed")
+    assert result.rc == 0, result.output[-3000:]
+    assert load.failed == 0, (load.errors[:5], result.output[-3000:])
+    start, end, metric_share = step_windows(result.output)[50]
+    in_window = [answer for at, answer in load.timeline if start <= at <= end]
+    share = sum(answer < 10 for answer in in_window) / len(in_window)
+    print(f"canary at 50 % of the pods: v1 answered {share:.1%} of {len(in_window)} (metrics: {metric_share:.1%})")
+    assert 0.25 <= share <= 0.75 and 0.25 <= metric_share <= 0.75
+    assert load.answers[-1] < 10 and registry["client"].get_model_version_by_alias(registry["name"],
+                                                                                       "champion").version == "1"
+    assert not kubectl_json("-n", "it-serving", "deployments", "-l", "mlplatform.mlflow/track=canary")["items"]
+
+
 def test_serves_a_run_uri_and_a_version_uri_pinned(registry):
     """What a data scientist hands over before registering (runs:/) and an explicit version, beside the alias."""
     run_uri = f"runs:/{registry['runs'][1]}/model"
