@@ -23,7 +23,15 @@ except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
 from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s_client
 from ansible_collections.mlplatform.mlflow.plugins.module_utils.k8s_client import Client, K8sError
 
-connect = k8s_client.connect  # what modules and actions call
+connect = k8s_client.connect  # what actions call
+
+
+def module_client(module: Any) -> Client:
+    """The client of a module run as a module (off the control node): exec credential plugins through its
+    run_command."""
+    return connect(module.params["kubeconfig"], module.params["context"],
+                   lambda argv, env: module.run_command(argv, environ_update=env, handle_exceptions=False))
+
 
 SET_LABEL = "mlplatform.mlflow/object-set"
 MANAGED_BY = "mlplatform.mlflow"

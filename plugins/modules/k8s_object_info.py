@@ -70,8 +70,7 @@ from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s
 def main():
     module = AnsibleModule(argument_spec=k8s.OBJECT_INFO_SPEC, supports_check_mode=True)
     try:
-        client = k8s.connect(module.params["kubeconfig"], module.params["context"],
-                             lambda argv, env: module.run_command(argv, environ_update=env, handle_exceptions=False))
+        client = k8s.module_client(module)
         objects = k8s.object_info(client, module.params["objects"])
     except k8s.K8sError as exc:
         module.fail_json(msg=str(exc))

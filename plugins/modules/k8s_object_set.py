@@ -134,8 +134,7 @@ from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s
 def main():
     module = AnsibleModule(argument_spec=k8s.OBJECT_SET_SPEC, supports_check_mode=True)
     try:
-        client = k8s.connect(module.params["kubeconfig"], module.params["context"],
-                             lambda argv, env: module.run_command(argv, environ_update=env, handle_exceptions=False))
+        client = k8s.module_client(module)
         result = k8s.object_set(client, module.params, module.check_mode)
     except k8s.K8sError as exc:
         module.fail_json(msg=str(exc))

@@ -107,8 +107,7 @@ from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s, serv
 def main():
     module = AnsibleModule(argument_spec=serving_analysis.ANALYSIS_SPEC, supports_check_mode=True)
     try:
-        client = k8s.connect(module.params["kubeconfig"], module.params["context"],
-                             lambda argv, env: module.run_command(argv, environ_update=env, handle_exceptions=False))
+        client = k8s.module_client(module)
         result = serving_analysis.run(client, module.params, module.check_mode)
     except (k8s.K8sError, serving_analysis.AnalysisError) as exc:
         module.fail_json(msg=str(exc))
