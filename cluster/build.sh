@@ -3,6 +3,10 @@
 # ($BIN_DIR, keyed by every version in versions.env and the Go version). The consumer go.mod/go.sum files under
 # cluster/go/ are committed; where one is missing it is recreated from upstream. Each binary is built only when
 # it is missing, so a warm run takes no time.
+#   build.sh              build the cluster's binaries
+#   build.sh monitoring   build only what the tests watch the cluster with, on the host: kube-state-metrics (into
+#                         $KSM_BIN_DIR), prometheus and promtool (into $PROMETHEUS_BIN_DIR); not part of the cluster
+#   build.sh path NAME    print the absolute path of kube-state-metrics, prometheus or promtool (built or not)
 . "$(dirname "$0")/lib.sh"
 
 missing() { local b; for b in "$@"; do [ -x "$BIN_DIR/$b" ] || return 0; done; return 1; }
@@ -108,8 +112,62 @@ build_kube_network_policies() {
   cd "$dir" && rm -rf "$src"
 }
 
-mkdir -p "$BIN_DIR"
+build_kube_state_metrics() {
+  local dir=$CLUSTER_DIR/go/kube-state-metrics pkg=k8s.io/kube-state-metrics/v2 v=github.com/prometheus/common/version ld
+  [ -x "$KSM_BIN_DIR/kube-state-metrics" ] && return 0
+  mkdir -p "$dir" "$KSM_BIN_DIR" && cd "$dir"
+  if [ ! -f go.mod ]; then
+    log "creating the kube-state-metrics consumer module"
+    go mod init local/ksmbuild
+    nice go get "$pkg@$KUBE_STATE_METRICS_VERSION"
+  fi
+  # Upstream's Makefile sets these (its Revision and Branch come from git, which a module download lacks).
+  ld="-s -w -X $v.Version=$KUBE_STATE_METRICS_VERSION -X $v.BuildDate=1970-01-01T00:00:00Z"
+  ld="$ld -X $pkg/pkg/app.ClientGoVersion=$(go list -m -f '{{.Version}}' k8s.io/client-go)"
+  log "building kube-state-metrics $KUBE_STATE_METRICS_VERSION"
+  nice go build -trimpath -ldflags "$ld" -o "$KSM_BIN_DIR/kube-state-metrics.tmp" "$pkg"
+  mv "$KSM_BIN_DIR/kube-state-metrics.tmp" "$KSM_BIN_DIR/kube-state-metrics"
+}
+
+build_prometheus() {
+  local dir=$CLUSTER_DIR/go/prometheus mod=github.com/prometheus/prometheus v=github.com/prometheus/common/version
+  local upstream release ld b
+  [ -x "$PROMETHEUS_BIN_DIR/prometheus" ] && [ -x "$PROMETHEUS_BIN_DIR/promtool" ] && return 0
+  mkdir -p "$dir" "$PROMETHEUS_BIN_DIR" && cd "$dir"
+  upstream=$(go mod download -json "$mod@$PROMETHEUS_VERSION" | jq -r .Dir)
+  if [ ! -f go.mod ]; then
+    # (Upstream's go.mod has no replace or exclude lines to carry over.)
+    log "creating the Prometheus consumer module"
+    go mod init local/prombuild
+    nice go get "$mod/cmd/prometheus@$PROMETHEUS_VERSION" "$mod/cmd/promtool@$PROMETHEUS_VERSION"
+  fi
+  # Upstream's .promu.yml sets these (its Revision, Branch and BuildUser come from git and the build host). Its version
+  # is the release's (3.X.Y, the module's VERSION file), not the module's v0.X.Y.
+  release=$(cat "$upstream/VERSION")
+  ld="-s -w -X $v.Version=$release -X $v.BuildDate=19700101-00:00:00"
+  # Upstream's tags are netgo and builtinassets; the latter embeds the web UI, which is built by npm: left out, so
+  # the UI's pages answer 500 (no index.html) while the server, /-/ready and the HTTP API under /api/v1 work.
+  log "building Prometheus $release ($PROMETHEUS_VERSION: prometheus, promtool)"
+  for b in prometheus promtool; do
+    [ -x "$PROMETHEUS_BIN_DIR/$b" ] && continue
+    nice go build -trimpath -tags netgo -ldflags "$ld" -o "$PROMETHEUS_BIN_DIR/$b.tmp" "$mod/cmd/$b"
+    mv "$PROMETHEUS_BIN_DIR/$b.tmp" "$PROMETHEUS_BIN_DIR/$b"
+  done
+}
+
 start=$SECONDS
+case "$*" in
+  '') ;;
+  monitoring)
+    build_kube_state_metrics
+    build_prometheus
+    [ $((SECONDS - start)) -lt 2 ] || log "built the monitoring binaries in $((SECONDS - start)) s"
+    exit 0 ;;
+  'path kube-state-metrics') echo "$KSM_BIN_DIR/kube-state-metrics"; exit 0 ;;
+  'path prometheus' | 'path promtool') echo "$PROMETHEUS_BIN_DIR/$2"; exit 0 ;;
+  *) die "usage: cluster/build.sh [monitoring | path kube-state-metrics|prometheus|promtool]" ;;
+esac
+mkdir -p "$BIN_DIR"
 build_kubernetes
 etcd_modules="go.etcd.io/etcd/server/v3@$ETCD_VERSION go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION"
 build_go_binary etcd etcd "$etcd_modules" go.etcd.io/etcd/server/v3

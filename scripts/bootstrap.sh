@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MLP_CACHE=${MLP_CACHE:-/var/cache/mlplatform}
 APT_PACKAGES="containerd runc containernetworking-plugins iptables conntrack umoci skopeo debootstrap busybox-static
-  openssl jq rsync wrk git make gcc libc6-dev apache2-utils nftables curl chromium"
+  openssl jq rsync wrk git make gcc libc6-dev apache2-utils nftables curl chromium prometheus"
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 

@@ -18,7 +18,7 @@ scripts/bootstrap.sh packages || exit 1
 if [[ " ${STAGES[*]} " == *" integration "* ]]; then
   # Besides the cluster and all its images, what only tests use: the Cloud SQL Auth Proxy image and the loopback OCI
   # registry (each test builds it on demand too).
-  (cluster/cluster.sh build && cluster/images.sh build cloud-sql-proxy && cluster/registry.sh
+  (cluster/cluster.sh build && cluster/images.sh build cloud-sql-proxy && cluster/registry.sh && cluster/build.sh monitoring
    echo $? >"$REPORTS/cluster-build.rc") >"$REPORTS/cluster-build.log" 2>&1 &
 fi
 scripts/bootstrap.sh || exit 1

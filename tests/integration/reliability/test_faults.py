@@ -8,21 +8,26 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ..ansible_run import ROOT, run_playbook
 from ..load import PredictionLoad, TrackingLoad
+from ..monitoring import Monitoring
 
 TRACKING = "http://127.0.0.1:30551"
 SERVER, SERVING = "tests/integration/reliability/server.yml", "tests/integration/reliability/serving.yml"
+SERVER_VARS = yaml.safe_load((Path(__file__).parent / "server_vars.yml").read_text())
 
 
 def kubectl(*args: str, check: bool = True) -> str:
@@ -121,6 +126,110 @@ def test_database_pod_killed_server_recovers_without_intervention(platform, tall
 
 def database_pod_uid() -> str:
     return kubectl("-n", "rel-mlflow", "get", "pod", "mlflow-db-0", "-o", "jsonpath={.metadata.uid}", check=False)
+
+
+@pytest.fixture(scope="module")
+def monitoring(platform, kubeconfig, tmp_path_factory):
+    """Prometheus and kube-state-metrics on this host, with the roles' scrape configurations and alert rules."""
+    with Monitoring(tmp_path_factory.mktemp("monitoring"), kubeconfig,
+                    [("rel-mlflow", "mlflow-monitoring"), ("rel-serving", "model-serving-monitoring")]) as running:
+        yield running
+
+
+def test_database_stopped_two_minutes_alert_fires_and_resolves_then_the_next_backup_restores(
+        platform, monitoring, tally):
+    """The night nobody watches: the database is gone for 2 minutes. Prometheus, scraping what the roles' monitoring
+    ConfigMaps name, fires MLflowDatabaseUnreachable and resolves it once the database is back; the server answers
+    again by itself; the next scheduled backup succeeds, and restore_db.yml brings back exactly what it holds."""
+    predict = PredictionLoad(platform["predict_url"], platform["X"].head(1))
+    assert predict.request() is not None  # a served model's counters have a series
+
+    def scraped():
+        up = Counter(target["labels"]["job"] for target in monitoring.targets() if target["health"] == "up")
+        return up if up["mlflow"] >= 2 and up["model-serving"] >= 1 and up["kube-state-metrics"] == 1 else None
+
+    print(f"targets up: {dict(monitoring.wait_for(scraped, 120, 'every target up'))}")
+    for expr in ('mlflow_database_up{namespace="rel-mlflow", job="mlflow"} == 1',
+                 'mlflow_http_request_total{namespace="rel-mlflow", job="mlflow"}',
+                 'mlplatform_serving_requests_total{namespace="rel-serving", job="model-serving", status="200"}',
+                 'kube_cronjob_created{namespace="rel-mlflow", cronjob="mlflow-backup"}'):
+        monitoring.wait_for(lambda expr=expr: monitoring.query(expr), 60, f"a sample of {expr}")
+    assert not monitoring.firing("MLflowDatabaseUnreachable")
+
+    tally["faults"] += 1
+    stopped = time.monotonic()
+    kubectl("-n", "rel-mlflow", "scale", "statefulset", "mlflow-db", "--replicas=0")
+    try:
+        monitoring.wait_for(lambda: monitoring.firing("MLflowDatabaseUnreachable"), 240,
+                            "MLflowDatabaseUnreachable to fire")
+        fired = time.monotonic() - stopped
+        assert not api_ok(platform["password"]), "the server still reached a stopped database"
+        time.sleep(max(0.0, 120 - (time.monotonic() - stopped)))
+    finally:
+        kubectl("-n", "rel-mlflow", "scale", "statefulset", "mlflow-db", "--replicas=1")
+    restarted = time.monotonic()
+    recovered = wait_until(lambda: api_ok(platform["password"]), 300, "the server to answer again")
+    monitoring.wait_for(lambda: not monitoring.firing("MLflowDatabaseUnreachable"), 180,
+                        "MLflowDatabaseUnreachable to resolve")
+    resolved = time.monotonic() - restarted
+    tally["alerts"] += 1
+    print(f"database stopped {restarted - stopped:.0f} s: alert fired after {fired:.0f} s; after the restart the "
+          f"server answered in {recovered:.0f} s and the alert resolved in {resolved:.0f} s")
+
+    client = platform["client"]
+    kept, dropped = f"rel-before-backup-{uuid.uuid4().hex[:6]}", f"rel-after-backup-{uuid.uuid4().hex[:6]}"
+    client.create_experiment(kept)
+    kubectl("-n", "rel-mlflow", "create", "job", "--from=cronjob/mlflow-backup", "mlflow-backup-after-fault")
+    kubectl("-n", "rel-mlflow", "wait", "--for=condition=complete", "job/mlflow-backup-after-fault", "--timeout=300s")
+    monitoring.wait_for(lambda: monitoring.query(
+        'kube_job_status_succeeded{namespace="rel-mlflow", job_name="mlflow-backup-after-fault"} == 1'), 60,
+        "kube-state-metrics to see the backup succeed")
+    assert not monitoring.firing("MLflowBackupFailed") and not monitoring.firing("MLflowBackupTooOld")
+    client.create_experiment(dropped)
+
+    restore = run_playbook("playbooks/restore_db.yml", {**SERVER_VARS, "restore_db_file": "newest"})
+    assert restore.rc == 0, restore.output[-4000:]
+    assert "restore_db: OK, restored mlflow-" in restore.text, restore.text[-2000:]
+    assert "-scheduled.dump" in restore.text, restore.text[-2000:]
+    assert client.get_experiment_by_name(kept) is not None
+    assert client.get_experiment_by_name(dropped) is None
+    tally["restores"] += 1
+
+
+def test_every_query_of_the_dashboard_returns_data(platform, monitoring):
+    """The Grafana dashboard the server role ships (in its monitoring ConfigMap): each variable finds the platform
+    and each panel's query returns samples from this Prometheus, after a gc run and a prediction (the backup ran in
+    the test before)."""
+    kubectl("-n", "rel-mlflow", "create", "job", "--from=cronjob/mlflow-gc", "mlflow-gc-dashboard")
+    kubectl("-n", "rel-mlflow", "wait", "--for=condition=complete", "job/mlflow-gc-dashboard", "--timeout=300s")
+    predict = PredictionLoad(platform["predict_url"], platform["X"].head(1))
+    for attempt in range(5):
+        assert predict.request() is not None, f"prediction {attempt}"
+    assert api_ok(platform["password"])
+    dashboard = json.loads(kubectl_json("-n", "rel-mlflow", "configmap", "mlflow-monitoring")["data"]
+                           ["grafana-dashboard.json"])
+    values = {"namespace": "rel-mlflow", "server": "mlflow", "serving_namespace": "rel-serving"}
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        metric, label = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"]["query"]).groups()
+        for name, value in values.items():
+            metric = metric.replace(f"${name}", value)
+        wanted = values[variable["name"]]
+        monitoring.wait_for(lambda metric=metric, label=label, wanted=wanted:
+                            wanted in monitoring.label_values(label, metric), 60, f"the variable {variable['name']}")
+    queries = [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    assert len(queries) >= 15
+    empty = []
+    for title, expr in queries:
+        for name, value in {**values, "__rate_interval": "1m"}.items():
+            expr = expr.replace(f"${name}", value)
+        try:
+            monitoring.wait_for(lambda expr=expr: monitoring.query(expr), 90, title)
+        except AssertionError:
+            empty.append(f"{title}: {expr}")
+    assert not empty, "panels without data:\n" + "\n".join(empty)
+    print(f"dashboard: {len(queries)} queries of {len(dashboard['panels'])} panels all returned data")
 
 
 def test_migration_killed_midway_then_rerun_succeeds(platform, tally):
