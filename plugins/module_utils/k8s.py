@@ -54,7 +54,9 @@ DEFAULT_PRUNE_KINDS = [
     "rbac.authorization.k8s.io/v1/RoleBinding",
     "rbac.authorization.k8s.io/v1/Role",
     "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
     "networking.gke.io/v1/ManagedCertificate",
+    "networking.gke.io/v1/HealthCheckPolicy",
     "cloud.google.com/v1/BackendConfig",
 ]
 
