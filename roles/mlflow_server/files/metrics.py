@@ -8,7 +8,7 @@ directory, MLPLATFORM_SERVER_METRICS_DIR, read-only here), and adds whether the 
   mlflow_database_up                       1 when the last probe answered, else 0
   mlflow_database_probe_duration_seconds   how long the last probe took
   mlflow_database_probe_failures_total     probes that failed since the container started
-The probe runs `SELECT 1` every MLPLATFORM_PROBE_INTERVAL seconds (15), with a 5 s connect timeout, through the
+The probe runs `SELECT 1` every MLPLATFORM_PROBE_INTERVAL seconds (15), bounded to a few seconds, through the
 server's own database URI (and its Cloud SQL proxy, which shares the pod's network). It serves on
 MLPLATFORM_METRICS_PORT (9101). A failure is logged with its error class and message only (never the URI).
 """
@@ -22,6 +22,15 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import create_engine, text
+
+
+def bounded(uri: str) -> dict:
+    """Connection settings under which a probe cannot hang (a hung probe would leave the last answer standing)."""
+    if uri.startswith("mysql"):  # PyMySQL
+        return {"connect_timeout": 5, "read_timeout": 5, "write_timeout": 5}
+    # libpq: the query's own limit, and a dead connection found within about 10 s.
+    return {"connect_timeout": 5, "options": "-c statement_timeout=5000", "keepalives": 1, "keepalives_idle": 5,
+            "keepalives_interval": 2, "keepalives_count": 2}
 
 
 class ServerMetrics:
@@ -46,8 +55,8 @@ def main() -> None:
     failures = Counter("mlflow_database_probe_failures", "Database probes that failed", registry=registry)
     interval = float(os.environ.get("MLPLATFORM_PROBE_INTERVAL", "15"))
     # pool_pre_ping: a connection the database dropped while it was away is replaced, not reported as down.
-    engine = create_engine(os.environ["MLFLOW_BACKEND_STORE_URI"], pool_size=1, max_overflow=0, pool_pre_ping=True,
-                           connect_args={"connect_timeout": 5})
+    uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
+    engine = create_engine(uri, pool_size=1, max_overflow=0, pool_pre_ping=True, connect_args=bounded(uri))
     start_http_server(int(os.environ.get("MLPLATFORM_METRICS_PORT", "9101")), registry=registry)
     was_up = None
     while True:
