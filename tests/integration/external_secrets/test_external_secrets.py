@@ -135,11 +135,19 @@ def authenticated_call(password: str) -> int:
     token = base64.b64encode(f"admin:{password}".encode()).decode()
     request = urllib.request.Request(f"{URL}/api/2.0/mlflow/experiments/search?max_results=1",
                                      headers={"Authorization": f"Basic {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as err:
-        return err.code
+    # A connection refused right after a converge is kube-proxy not yet serving the new NodePort (seen once in CI
+    # under load): retried for up to 30 s. Any HTTP answer is returned at once.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as err:
+            return err.code
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 STATE: dict = {}
