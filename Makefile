@@ -9,7 +9,8 @@ bootstrap:
 	scripts/bootstrap.sh
 
 ## Deploy the whole platform: on the cluster in $KUBECONFIG when one answers, else on the bundled local cluster.
-deploy: bootstrap
+deploy:
+	scripts/bootstrap.sh runtime
 	scripts/deploy.sh $(INVENTORY)
 
 ## Run every test: lint, sanity, unit, then the tiers that need the local cluster (scripts/test.sh bootstraps).

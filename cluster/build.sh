@@ -112,6 +112,22 @@ build_kube_network_policies() {
   cd "$dir" && rm -rf "$src"
 }
 
+build_metrics_server() {
+  local dir=$CLUSTER_DIR/go/metrics-server pkg=sigs.k8s.io/metrics-server v=k8s.io/client-go/pkg/version ld
+  [ -x "$METRICS_SERVER_BIN_DIR/metrics-server" ] && return 0
+  mkdir -p "$dir" "$METRICS_SERVER_BIN_DIR" && cd "$dir"
+  if [ ! -f go.mod ]; then
+    log "creating the metrics-server consumer module"
+    go mod init local/metrics-server
+    nice go get "$pkg/cmd/metrics-server@$METRICS_SERVER_VERSION"
+  fi
+  # Upstream's Makefile sets the version (its commit comes from git, which a module download lacks).
+  ld="-s -w -X $v.gitVersion=$METRICS_SERVER_VERSION -X $v.buildDate=1970-01-01T00:00:00Z"
+  log "building metrics-server $METRICS_SERVER_VERSION"
+  nice go build -trimpath -ldflags "$ld" -o "$METRICS_SERVER_BIN_DIR/metrics-server.tmp" "$pkg/cmd/metrics-server"
+  mv "$METRICS_SERVER_BIN_DIR/metrics-server.tmp" "$METRICS_SERVER_BIN_DIR/metrics-server"
+}
+
 build_kube_state_metrics() {
   local dir=$CLUSTER_DIR/go/kube-state-metrics pkg=k8s.io/kube-state-metrics/v2 v=github.com/prometheus/common/version ld
   [ -x "$KSM_BIN_DIR/kube-state-metrics" ] && return 0
@@ -178,4 +194,5 @@ build_go_binary local-path-provisioner local-path-provisioner \
 build_pause
 build_traefik
 build_kube_network_policies
+build_metrics_server
 [ $((SECONDS - start)) -lt 2 ] || log "built the cluster's binaries into $BIN_DIR in $((SECONDS - start)) s"

@@ -28,8 +28,10 @@ B=$BIN_DIR
 # API (no dashboard) and /ping listen on loopback only. It runs as an unnamed uid that a guard keeps off the network.
 TRAEFIK_PORT=8880
 TRAEFIK_API_PORT=8881
-# The Gateway's listener (Gateway API); Traefik serves a listener on the entry point of the same port.
+# Gateway API listeners: Traefik serves a Gateway's listener on the entry point of the same port. The cluster's own
+# Gateway listens on 8890 (plain HTTP); Gateways that terminate TLS listen on 8443 (https://mlflow.localhost:8443).
 GATEWAY_PORT=8890
+GATEWAY_TLS_PORT=8443
 TRAEFIK_UID=64080
 # Components in start order; `down` stops them in reverse.
 COMPONENTS="containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy local-path-provisioner traefik"
@@ -46,6 +48,13 @@ kc() { "$B/kubectl" --kubeconfig "$E/admin.conf" "$@"; }
 KNP_TABLE=kube-network-policies
 KNP_METRICS=127.0.0.1:9080
 COMPONENTS="$COMPONENTS kube-network-policies"
+# The resource metrics API (metrics.k8s.io, for `kubectl top` and HorizontalPodAutoscalers): metrics-server as a host
+# process on the node IP, behind the Service kube-system/metrics-server and its APIService. It reads each kubelet's
+# /metrics/resource, verifying the kubelet's serving certificate (signed by the cluster CA here), and serves the
+# aggregated API with a certificate of the same CA. An unnamed uid that the guards keep off the network, as Traefik's.
+METRICS_SERVER_PORT=4443
+METRICS_SERVER_UID=64081
+COMPONENTS="$COMPONENTS metrics-server"
 
 # --- egress guards: installed before anything starts, removed only after everything stopped -------------
 guard_rules() { # lines of: command table chain rule
@@ -55,7 +64,10 @@ guard_rules() { # lines of: command table chain rule
   echo "iptables mangle FORWARD -o $ifc -j DROP"
   echo "iptables filter FORWARD -o $ifc -j DROP"
   # Traefik's uid, over both families (this machine also has an IPv6 default route).
-  for ipt in iptables ip6tables; do echo "$ipt filter OUTPUT -o $ifc -m owner --uid-owner $TRAEFIK_UID -j DROP"; done
+  for ipt in iptables ip6tables; do
+    echo "$ipt filter OUTPUT -o $ifc -m owner --uid-owner $TRAEFIK_UID -j DROP"
+    echo "$ipt filter OUTPUT -o $ifc -m owner --uid-owner $METRICS_SERVER_UID -j DROP"
+  done
 }
 install_guards() {
   local ifc ipt table chain rule
@@ -97,6 +109,15 @@ stop() { # name
   if pgrep -g "$pid" >/dev/null; then log "killing $1"; kill -KILL -- "-$pid" 2>/dev/null || true; sleep 0.5; fi
   rm -f "$RUN/$1.pid"
   log "stopped $1"
+}
+# settings_changed NAME FILE...: true when NAME runs with other settings than these files hold now (a component reads
+# them at start only: it is stopped, for start to start it again); records what it will start with.
+settings_changed() {
+  local name=$1 sum; shift
+  sum=$(cat "$@" | sha256sum | cut -c1-16)
+  if [ "$(cat "$RUN/$name.settings" 2>/dev/null)" = "$sum" ]; then return 1; fi
+  echo "$sum" > "$RUN/$name.settings"
+  pid_of "$name" >/dev/null
 }
 wait_for() { # description seconds command...
   local what=$1 seconds=$2 deadline; shift 2
@@ -189,6 +210,9 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 rotateCertificates: false
 podLogsDir: $LOGS/pods
+# A serving certificate of the cluster CA (write_pki), which metrics-server verifies.
+tlsCertFile: $P/kubelet-serving.crt
+tlsPrivateKeyFile: $P/kubelet-serving.key
 address: $ip
 healthzBindAddress: 127.0.0.1
 EOF
@@ -207,15 +231,37 @@ conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
 }
 
+# sign_serving_cert NAME SAN...: a serving certificate and key of the cluster CA, $P/NAME.crt and .key, made again
+# when a SAN is missing from the one there (a new node IP).
+sign_serving_cert() {
+  local name=$1 sans; shift
+  sans=$(IFS=,; echo "$*")
+  if [ -f "$P/$name.crt" ] && openssl x509 -in "$P/$name.crt" -noout -ext subjectAltName 2>/dev/null | tr -d ' ' \
+      | grep -qx "$(echo "$sans" | sed 's/IP:/IPAddress:/g')"; then return 0; fi
+  log "signing the serving certificate $name ($sans)"
+  (umask 077; openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$name" \
+    -keyout "$P/$name.key" -out "$P/$name.csr" 2>/dev/null)
+  openssl x509 -req -in "$P/$name.csr" -CA "$P/ca.crt" -CAkey "$P/ca.key" -CAcreateserial -days 3650 \
+    -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' "$sans") \
+    -out "$P/$name.crt" 2>/dev/null
+  rm -f "$P/$name.csr"
+}
+
+sign_serving_certs() {
+  sign_serving_cert kubelet-serving "DNS:$NODE_NAME" "IP:$1"
+  sign_serving_cert metrics-server "DNS:metrics-server.kube-system.svc" "IP:$1"
+}
+
 write_pki() {
   local ip=$1
-  if [ -f "$E/admin.conf" ] && grep -q "server: https://$ip:6443" "$E/admin.conf"; then return 0; fi
+  if [ -f "$E/admin.conf" ] && grep -q "server: https://$ip:6443" "$E/admin.conf"; then sign_serving_certs "$ip"; return 0; fi
   log "creating PKI and kubeconfigs"
   "$B/kubeadm" init phase certs all --config "$E/kubeadm.yaml" >/dev/null
   "$B/kubeadm" init phase kubeconfig all --config "$E/kubeadm.yaml" --kubeconfig-dir "$E" >/dev/null
   "$B/kubeadm" kubeconfig user --config "$E/kubeadm.yaml" --client-name system:kube-proxy > "$E/kube-proxy.conf"
   chmod 600 "$E"/*.conf
   install -m 600 "$E/admin.conf" "$KUBECONFIG_PATH"
+  sign_serving_certs "$ip"
 }
 
 # --- components --------------------------------------------------------------------------------------------
@@ -280,6 +326,7 @@ start_control_plane() {
 
 start_node() {
   local ip=$1
+  ! settings_changed kubelet "$E/kubelet.yaml" "$P/kubelet-serving.crt" || stop kubelet
   start kubelet "$B/kubelet" --config="$E/kubelet.yaml" --kubeconfig="$E/kubelet.conf" --root-dir="$STATE/kubelet" \
     --cert-dir="$STATE/kubelet/pki" --hostname-override="$NODE_NAME" --node-ip="$ip"
   wait_for "node $NODE_NAME" 60 kc get node "$NODE_NAME"
@@ -289,10 +336,12 @@ start_node() {
 }
 
 start_addons() {
+  local ip=$1
   # The Gateway API's CRDs first: the add-ons create a Gateway.
   kc apply --server-side --field-manager=mlplatform-cluster -f "$CLUSTER_DIR/gateway-api/" >/dev/null
   kc wait --for=condition=Established --timeout=60s -f "$CLUSTER_DIR/gateway-api/" >/dev/null
-  sed -e "s|@STORAGE_DIR@|$STORAGE_DIR|; s|@DNS_IP@|$DNS_IP|; s|@COREDNS_VERSION@|$COREDNS_VERSION|" "$CLUSTER_DIR/addons.yaml" \
+  sed -e "s|@STORAGE_DIR@|$STORAGE_DIR|; s|@DNS_IP@|$DNS_IP|; s|@COREDNS_VERSION@|$COREDNS_VERSION|; s|@NODE_IP@|$ip|" \
+    -e "s|@METRICS_SERVER_PORT@|$METRICS_SERVER_PORT|; s|@CLUSTER_CA@|$(base64 -w0 "$P/ca.crt")|" "$CLUSTER_DIR/addons.yaml" \
     | kc apply --server-side --field-manager=mlplatform-cluster -f - >/dev/null
   start local-path-provisioner "$B/local-path-provisioner" start --kubeconfig "$E/admin.conf" \
     --namespace local-path-storage --service-account-name local-path-provisioner --configmap-name local-path-config \
@@ -330,6 +379,7 @@ entryPoints:
   web: {address: "127.0.0.1:$TRAEFIK_PORT", transport: {respondingTimeouts: {readTimeout: 600s}}}
   node: {address: "$ip:$TRAEFIK_PORT", transport: {respondingTimeouts: {readTimeout: 600s}}}
   gateway: {address: "127.0.0.1:$GATEWAY_PORT", transport: {respondingTimeouts: {readTimeout: 600s}}}
+  gateway-tls: {address: "127.0.0.1:$GATEWAY_TLS_PORT", transport: {respondingTimeouts: {readTimeout: 600s}}}
   traefik: {address: "127.0.0.1:$TRAEFIK_API_PORT"}
 # Every backend is on this machine: a connection not made within 5 s was dropped (default: wait 30 s).
 serversTransport: {forwardingTimeouts: {dialTimeout: 5s}}
@@ -345,6 +395,7 @@ log: {level: INFO, noColor: true}
 EOF
   )
   chown "$TRAEFIK_UID:$TRAEFIK_UID" "$dir/kubeconfig" "$dir/traefik.yaml"
+  ! settings_changed traefik "$dir/kubeconfig" "$dir/traefik.yaml" || stop traefik
   # An empty environment: no KUBERNETES_SERVICE_HOST, and KUBECONFIG is Traefik's own, never the caller's admin one.
   start traefik setpriv "--reuid=$TRAEFIK_UID" "--regid=$TRAEFIK_UID" --clear-groups --no-new-privs \
     env -i "KUBECONFIG=$dir/kubeconfig" "$TRAEFIK_BIN_DIR/traefik" "--configFile=$dir/traefik.yaml"
@@ -363,6 +414,29 @@ start_kube_network_policies() {
     "--hostname-override=$NODE_NAME" "--metrics-bind-address=$KNP_METRICS"
   # It creates its table once its informers have synced.
   wait_for "the nftables table of kube-network-policies" 60 nft list table inet "$KNP_TABLE"
+}
+
+start_metrics_server() {
+  local ip=$1 dir=$E/metrics-server
+  # Its identity: a client certificate for the user metrics-server, whose RBAC is in the add-ons; its files are its own.
+  install -d -m 700 -o "$METRICS_SERVER_UID" -g "$METRICS_SERVER_UID" "$dir"
+  if ! grep -qs "server: https://$ip:6443" "$dir/kubeconfig"; then
+    (umask 077; "$B/kubeadm" kubeconfig user --config "$E/kubeadm.yaml" --client-name metrics-server > "$dir/kubeconfig.tmp")
+    mv "$dir/kubeconfig.tmp" "$dir/kubeconfig"
+  fi
+  # (Copied only when changed: it watches its certificate files.)
+  for file in metrics-server.crt metrics-server.key ca.crt; do
+    cmp -s "$P/$file" "$dir/$file" || install -m 600 -o "$METRICS_SERVER_UID" -g "$METRICS_SERVER_UID" "$P/$file" "$dir/"
+  done
+  chown "$METRICS_SERVER_UID:$METRICS_SERVER_UID" "$dir/kubeconfig"
+  start metrics-server setpriv "--reuid=$METRICS_SERVER_UID" "--regid=$METRICS_SERVER_UID" --clear-groups \
+    --no-new-privs env -i "$METRICS_SERVER_BIN_DIR/metrics-server" "--kubeconfig=$dir/kubeconfig" \
+    "--authentication-kubeconfig=$dir/kubeconfig" "--authorization-kubeconfig=$dir/kubeconfig" \
+    "--bind-address=$ip" "--secure-port=$METRICS_SERVER_PORT" "--tls-cert-file=$dir/metrics-server.crt" \
+    "--tls-private-key-file=$dir/metrics-server.key" "--kubelet-certificate-authority=$dir/ca.crt" \
+    --kubelet-preferred-address-types=InternalIP --kubelet-use-node-status-port --metric-resolution=15s
+  # Ready once the aggregated API answers with the node's usage (its first scrape takes one resolution).
+  wait_for "the resource metrics API" 90 kc get --raw "/apis/metrics.k8s.io/v1beta1/nodes/$NODE_NAME"
 }
 
 cmd_build() {
@@ -405,9 +479,10 @@ cmd_up() {
   import_images
   start_control_plane "$ip"
   start_node "$ip"
-  start_addons
+  start_addons "$ip"
   start_traefik "$ip"
   start_kube_network_policies "$ip"
+  start_metrics_server "$ip"
   # The kubelet sets kernel.panic_on_oops=1 at start; a test VM should not reboot on an oops.
   sysctl -qw kernel.panic_on_oops=0
   log "cluster ready in $((SECONDS - t0)) s; export KUBECONFIG=$KUBECONFIG_PATH"

@@ -10,6 +10,7 @@ MLP_CACHE=${MLP_CACHE:-/var/cache/mlplatform}
 BIN_DIR=$MLP_CACHE/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-coredns-$COREDNS_VERSION-lpp-$LOCAL_PATH_PROVISIONER_VERSION-$GO_VERSION
 # Traefik has its own directory so that a new Traefik version never rebuilds Kubernetes (and the reverse).
 TRAEFIK_BIN_DIR=$MLP_CACHE/bin/traefik-$TRAEFIK_VERSION-$GO_VERSION
+METRICS_SERVER_BIN_DIR=$MLP_CACHE/bin/metrics-server-$METRICS_SERVER_VERSION-$GO_VERSION
 # The tests' monitoring (`build.sh monitoring`), in directories of their own likewise.
 KSM_BIN_DIR=$MLP_CACHE/bin/kube-state-metrics-$KUBE_STATE_METRICS_VERSION-$GO_VERSION
 PROMETHEUS_BIN_DIR=$MLP_CACHE/bin/prometheus-$PROMETHEUS_VERSION-$GO_VERSION

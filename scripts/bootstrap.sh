@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
 # Set up this machine for the collection: Debian packages, a Python >= 3.12 virtualenv with the pinned packages,
 # and the collection on Ansible's collection path. Idempotent; a second run takes about a second.
-# `bootstrap.sh packages` installs only the Debian packages (scripts/test.sh starts the cluster build after them).
+#   bootstrap.sh            everything `make test` needs (requirements.txt: the runtime packages and the test stack)
+#   bootstrap.sh runtime    what `make deploy` needs: the cluster's packages and requirements-runtime.txt only
+#   bootstrap.sh packages   only the Debian packages of a full run (scripts/test.sh starts the cluster build after them)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MLP_CACHE=${MLP_CACHE:-/var/cache/mlplatform}
-APT_PACKAGES="containerd runc containernetworking-plugins iptables conntrack umoci skopeo debootstrap busybox-static
-  openssl jq rsync wrk git make gcc libc6-dev apache2-utils nftables curl chromium prometheus"
+# libnss-myhostname resolves *.localhost to loopback for every program (glibc alone does not: Python's MLflow client
+# could not reach https://mlflow.localhost:8443); libnss3-tools' certutil makes the browser test trust a local CA.
+APT_RUNTIME="containerd runc containernetworking-plugins iptables conntrack umoci skopeo debootstrap busybox-static
+  openssl jq rsync git make gcc libc6-dev nftables curl libnss-myhostname"
+# The tests' own: load generators, the browser and its certificate tool, promtool.
+APT_TESTS="wrk apache2-utils chromium libnss3-tools prometheus"
+MODE=${1:-all}
+case $MODE in
+  all | packages) APT_PACKAGES="$APT_RUNTIME $APT_TESTS"; REQUIREMENTS=$ROOT/requirements.txt ;;
+  runtime) APT_PACKAGES=$APT_RUNTIME; REQUIREMENTS=$ROOT/requirements-runtime.txt ;;
+  *) echo "usage: scripts/bootstrap.sh [runtime | packages]" >&2; exit 2 ;;
+esac
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 
@@ -38,13 +50,13 @@ install_debian_packages() {
 
 install_python_packages() {
   local python=$1 key venv
-  key=$(cat "$ROOT/requirements.txt" <("$python" -V) | sha256sum | cut -c1-12)
+  key=$(cat "$REQUIREMENTS" "$ROOT/requirements-runtime.txt" <("$python" -V) | sha256sum | cut -c1-12)
   venv=$MLP_CACHE/venv/$key
   if [ ! -f "$venv/.complete" ]; then
     log "creating virtualenv $venv with $("$python" -V)"
     rm -rf "$venv"
     "$python" -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$REQUIREMENTS"
     touch "$venv/.complete"
   fi
   ln -sfn "$venv" "$ROOT/.venv"
@@ -57,7 +69,9 @@ link_collection() {
 }
 
 install_debian_packages
-[ "${1:-}" != packages ] || exit 0
+getent hosts probe.localhost >/dev/null ||
+  log "WARNING: *.localhost names do not resolve here: add myhostname to the hosts line of /etc/nsswitch.conf"
+[ "$MODE" != packages ] || exit 0
 install_python_packages "$(find_python)"
 link_collection
 log "ready: . scripts/env.sh  (or use make targets)"

@@ -82,6 +82,7 @@ def domain_problem(domain: str, value: object) -> str:
         "such as NAME-upgrade-0123456789 from it",
         "dns_subdomain": lambda: "" if _DNS_SUBDOMAIN.match(text) and len(text) <= 253 else
         "must be a Kubernetes name: lower-case letters, digits, '-' and '.', starting and ending alphanumeric",
+        "optional_dns_label": lambda: "" if not text else domain_problem("dns_label", text),
         "optional_dns_subdomain": lambda: "" if not text else domain_problem("dns_subdomain", text),
         "cpu": lambda: "" if _CPU.match(text.strip()) and float(_CPU.match(text.strip()).group(1)) > 0 else
         "must be a positive CPU quantity such as 500m or 2",
@@ -90,7 +91,7 @@ def domain_problem(domain: str, value: object) -> str:
         "count": lambda: "" if number is not None and number >= 0 else "must be a whole number, 0 or more",
         "positive": lambda: "" if number is not None and number >= 1 else "must be a whole number, 1 or more",
         "port_or_default": lambda: "" if number is not None and 0 <= number <= 65535 else
-        "must be a TCP port, 1-65535 (or 0 for the engine's default)",
+        "must be a TCP port, 1-65535 (or 0 for the default)",
         "node_port": lambda: "" if number is not None and (number == 0 or 30000 <= number <= 32767) else
         "must be a node port, 30000-32767 (or 0 to let Kubernetes choose)",
         "percent": lambda: "" if number is not None and 1 <= number <= 100 else "must be a percentage, 1-100",

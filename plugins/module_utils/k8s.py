@@ -57,6 +57,7 @@ DEFAULT_PRUNE_KINDS = [
     "monitoring.coreos.com/v1/PrometheusRule",
     "networking.gke.io/v1/ManagedCertificate",
     "networking.gke.io/v1/HealthCheckPolicy",
+    "networking.gke.io/v1/GCPBackendPolicy",
     "cloud.google.com/v1/BackendConfig",
 ]
 

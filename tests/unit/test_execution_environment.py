@@ -42,7 +42,7 @@ def test_the_build_context_installs_this_collection_on_the_pinned_ansible_core(t
     definition = yaml.safe_load((ROOT / "execution-environment.yml").read_text())
     (build_file,) = definition["additional_build_files"]
     assert (ROOT / build_file["src"]) == tarball, "execution-environment.yml names another tarball than galaxy.yml"
-    pins = (ROOT / "requirements.txt").read_text().splitlines()
+    pins = (ROOT / "requirements-runtime.txt").read_text().splitlines()
     core = next(line for line in pins if line.startswith("ansible-core=="))
     assert definition["dependencies"]["ansible_core"]["package_pip"] == core
 

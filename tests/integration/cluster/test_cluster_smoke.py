@@ -195,6 +195,21 @@ def test_traefik_is_running_as_a_cluster_component():
     assert "traefik: running" in status.stdout.splitlines(), status.stdout
 
 
+def test_the_resource_metrics_api_reports_the_node_and_the_pods(kubectl, namespace, web):
+    """metrics-server behind its APIService: the API server verified its certificate (caBundle) and it verified the
+    kubelet's; it reports the node's usage and, within a couple of resolutions, the new pods'."""
+    def raw(path: str) -> list:
+        return json.loads(kubectl.run("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/{path}").stdout)["items"]
+
+    node = raw("nodes")
+    assert node and node[0]["usage"]["cpu"] and node[0]["usage"]["memory"], node
+    deadline = time.monotonic() + 90
+    while not (pods := raw(f"namespaces/{namespace}/pods")):
+        assert time.monotonic() < deadline, "no pod metrics within 90 s"
+        time.sleep(5)
+    assert all(c["usage"]["memory"] for pod in pods for c in pod["containers"]), pods
+
+
 def test_ingress_routes_by_host_and_unknown_hosts_get_404(echo):
     assert _routed(echo["host"], "/hello?x=1") == (200, f"{echo['marker']} {echo['host']} /hello?x=1")
     status, body = _through_ingress(f"unknown.{echo['host']}")

@@ -1,9 +1,10 @@
 """Every inventory's Kubernetes half, checked by a real API server before any cluster of that kind sees it: the objects
 `site.yml` would apply for minikube, staging and prod (render_manifests.yml, with one served model behind the
 inventory's way in) are server-side dry-run against the bundled cluster, with the CRDs they need (Gateway API,
-installed with the cluster; GKE's ManagedCertificate and HealthCheckPolicy, vendored as published under
-tests/fixtures/gke-crds/). A field GKE's API would refuse, or a pod Pod Security's `restricted` level would refuse,
-fails here.
+installed with the cluster; GKE's ManagedCertificate, HealthCheckPolicy and GCPBackendPolicy, vendored as published
+under tests/fixtures/gke-crds/). prod is checked twice: with its Gateways, and with the server behind an Ingress
+and a ManagedCertificate instead (the way in for GKE clusters without Gateway API). A field GKE's API would refuse,
+or a pod Pod Security's `restricted` level would refuse, fails here.
 
 GKE's BackendConfig is the one kind left out: Google publishes no CRD for it (ingress-gce installs it from Go code),
 so nothing here can check it.
@@ -36,6 +37,8 @@ INVENTORY_VARS = {
     "prod": {"gcp_project": "mlp-prod", "mlplatform_host": "mlflow.example.com",
              "vault_mlflow_admin_password": "not-a-secret"},
 }
+INVENTORY_VARS["prod-ingress"] = {**INVENTORY_VARS["prod"], "mlflow_server_exposure": "ingress",
+                                  "mlflow_server_tls": "gke_managed"}
 
 
 def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -47,7 +50,7 @@ def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def gke_crds(kubeconfig):
     files = sorted(CRDS.glob("*.yaml"))
-    assert len(files) == 2, files
+    assert len(files) == 3, files
     for path in files:
         kubectl("apply", "--server-side", "--field-manager=mlplatform-tests", "-f", str(path))
         name = yaml.safe_load(path.read_text())["metadata"]["name"]
@@ -93,6 +96,7 @@ def registry(tmp_path_factory):
 @pytest.mark.parametrize("inventory", sorted(INVENTORY_VARS))
 def test_the_inventorys_objects_pass_a_server_side_dry_run(
         inventory, gke_crds, registry, tmp_path, namespaces_to_delete):
+    folder = inventory.split("-")[0]
     namespaces = {"mlflow_server_namespace": f"dry-{inventory}", "model_serving_namespace": f"dry-{inventory}-serving"}
     namespaces_to_delete.extend(namespaces.values())
     # Rendered with placeholders for every secret (as for GitOps), reading the bundled cluster under the
@@ -105,7 +109,7 @@ def test_the_inventorys_objects_pass_a_server_side_dry_run(
     (tmp_path / "vars.json").write_text(json.dumps(extra))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     render = subprocess.run(["ansible-playbook", str(ROOT / "playbooks" / "render_manifests.yml"),
-                             "-i", str(ROOT / "inventories" / inventory), "-e", f"@{tmp_path / 'vars.json'}"],
+                             "-i", str(ROOT / "inventories" / folder), "-e", f"@{tmp_path / 'vars.json'}"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert render.returncode == 0, render.stdout[-4000:] + render.stderr[-2000:]
 
@@ -113,9 +117,15 @@ def test_the_inventorys_objects_pass_a_server_side_dry_run(
     objects = {path: yaml.safe_load(path.read_text()) for path in files}
     kinds = {obj["kind"] for obj in objects.values()}
     assert {"Deployment", "Service", "NetworkPolicy", "ConfigMap", "Job"} <= kinds, kinds
-    if inventory != "minikube":
-        assert {"Ingress", "ManagedCertificate", "BackendConfig", "Gateway", "HTTPRoute",
-                "HealthCheckPolicy"} <= kinds, kinds
+    expected = {"minikube": {"Ingress", "Secret"},  # the certificate of the local CA
+                "prod-ingress": {"Ingress", "ManagedCertificate", "BackendConfig", "Gateway", "HTTPRoute",
+                                 "HealthCheckPolicy"}}
+    assert expected.get(inventory, {"Gateway", "HTTPRoute", "HealthCheckPolicy", "GCPBackendPolicy"}) <= kinds, kinds
+    if inventory in ("staging", "prod"):
+        gateways = [obj for obj in objects.values() if obj["kind"] == "Gateway"]
+        assert len(gateways) == 2 and "Ingress" not in kinds, kinds  # the server's and the served models'
+        assert all(g["metadata"]["annotations"]["networking.gke.io/certmap"] == f"mlplatform-{inventory}"
+                   for g in gateways), gateways
     # The namespaces exist for real (a dry-run of an object in a namespace that does not exist is refused).
     for path, obj in objects.items():
         if obj["kind"] == "Namespace":

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from ..ansible_run import ROOT, run_playbook
+from ..browser import ui_works_through
 from ..load import PredictionLoad, TrackingLoad
 from ..monitoring import Monitoring
 
@@ -84,7 +85,9 @@ def platform(kubeconfig, namespaces_to_delete):
                                      input_example=X.head(1), registered_model_name=name)
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(name, "champion", 1)
-    models = [{"name": "rel", "model": name, "alias": "champion"}]
+    # Autoscaled on CPU (the cluster's metrics-server), quick to give a replica back for the autoscaling test.
+    models = [{"name": "rel", "model": name, "alias": "champion", "min_replicas": 1, "max_replicas": 2,
+               "cpu_utilization": 50, "scale_down_seconds": 20}]
     result = run_playbook(SERVING, {"rel_password": password, "rel_models": models})
     assert result.rc == 0, result.output[-3000:]
     ip = kubectl_json("-n", "rel-serving", "service", "rel")["spec"]["clusterIP"]
@@ -121,7 +124,7 @@ def test_database_pod_killed_server_recovers_without_intervention(platform, tall
     seconds = wait_until(lambda: api_ok(platform["password"]), 300, "the server to answer again")
     print(f"database pod killed: tracking API answered again after {seconds:.1f} s")
     deployment = kubectl_json("-n", "rel-mlflow", "deployment", "mlflow")
-    assert deployment["status"].get("readyReplicas") == 2
+    assert deployment["status"].get("readyReplicas", 0) >= SERVER_VARS["mlflow_server_hpa_min_replicas"]
 
 
 def database_pod_uid() -> str:
@@ -230,6 +233,45 @@ def test_every_query_of_the_dashboard_returns_data(platform, monitoring):
             empty.append(f"{title}: {expr}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
     print(f"dashboard: {len(queries)} queries of {len(dashboard['panels'])} panels all returned data")
+
+
+def test_the_ui_works_in_a_browser_through_the_ingress(platform, tmp_path):
+    """The Ingress way in (Traefik, plain HTTP): every page of the UI and its writes, in headless Chromium."""
+    ui_works_through(["http://rel-mlflow.localhost:8880"], platform["client"], platform["password"], tmp_path)
+
+
+def ready_replicas(namespace: str, name: str) -> tuple[int, int]:
+    status = kubectl_json("-n", namespace, "deployment", name)["status"]
+    return status.get("readyReplicas", 0), status.get("replicas", 0)
+
+
+def test_the_autoscalers_add_a_replica_under_load_and_remove_it_after(platform, tally):
+    """The bundled cluster's metrics-server feeds both HPAs: under load the server (2 -> 3) and the served model
+    (1 -> 2) each get a replica that becomes Ready; once the load stops, each goes back to its minimum after its
+    scale-down window (20 s here). No request fails on the way up or down."""
+    wanted = {("rel-mlflow", "mlflow"): SERVER_VARS["mlflow_server_hpa_max_replicas"],
+              ("rel-serving", "rel"): platform["models"][0]["max_replicas"]}
+    least = {("rel-mlflow", "mlflow"): SERVER_VARS["mlflow_server_hpa_min_replicas"],
+             ("rel-serving", "rel"): platform["models"][0]["min_replicas"]}
+    assert all(ready_replicas(*key) == (least[key], least[key]) for key in least), \
+        {key: ready_replicas(*key) for key in least}
+    start = time.monotonic()
+    with TrackingLoad(TRACKING, platform["password"], platform["run_id"], rate=60) as tracking, \
+            PredictionLoad(platform["predict_url"], platform["X"].head(50), rate=100) as predictions:
+        for key, count in wanted.items():
+            wait_until(lambda k=key, c=count: ready_replicas(*k)[0] >= c, 300, f"{key[0]}/{key[1]} to scale to {count}")
+        up = time.monotonic() - start
+    start = time.monotonic()
+    for key, count in least.items():
+        wait_until(lambda k=key, c=count: ready_replicas(*k) == (c, c), 300, f"{key[0]}/{key[1]} back to {count}")
+    down = time.monotonic() - start
+    tally["requests"] += tracking.sent + predictions.sent
+    tally["failed_requests"] += tracking.failed + predictions.failed
+    print(f"autoscaling: both scaled up within {up:.0f} s of load and back down {down:.0f} s after it; tracking "
+          f"{tracking.sent} sent/{tracking.failed} failed, predictions {predictions.sent} sent/{predictions.failed} "
+          f"failed")
+    assert tracking.failed == 0, tracking.errors[:5]
+    assert predictions.failed == 0, predictions.errors[:5]
 
 
 def test_migration_killed_midway_then_rerun_succeeds(platform, tally):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -14,8 +15,10 @@ import pytest
 import yaml
 
 from ..ansible_run import run_playbook
+from ..browser import ui_works_through
 
 TRACKING = "http://127.0.0.1:30500"  # the local inventory's node port
+PUBLIC = "https://mlflow.localhost:8443"  # and its public URL: the Gateway, over TLS
 
 
 def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, namespaces_to_delete, tmp_path):
@@ -28,6 +31,9 @@ def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, n
     assert not namespace_exists("mlflow"), "check mode created the namespace"
     first = run_playbook("playbooks/site.yml", inventory="inventories/local")
     assert first.rc == 0, first.output[-4000:]
+    # The end of the run says where MLflow answers, how to trust its certificate, and how to log in.
+    assert f"UI and API: {PUBLIC}" in first.output and "MLFLOW_TRACKING_SERVER_CERT_PATH=mlflow-ca.crt" \
+        in first.output and "get secret mlflow-credentials" in first.output, first.output[-3000:]
     second = run_playbook("playbooks/site.yml", inventory="inventories/local")
     assert second.rc == 0 and second.changed == 0, second.output[-4000:]
     check = run_playbook("playbooks/site.yml", inventory="inventories/local", check=True)
@@ -45,9 +51,10 @@ def test_site_converges_then_changes_nothing_and_check_mode_agrees(kubeconfig, n
     with urllib.request.urlopen(urllib.request.Request(f"{TRACKING}/health",
                                                        headers={"Host": "127.0.0.1:30500"}), timeout=10) as r:
         assert r.status == 200
-    # The same server through its Ingress, served by the cluster's Traefik (port 8880, host from the inventory).
-    with urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:8880/health",
-                                                       headers={"Host": "mlflow.localhost"}), timeout=10) as r:
+    # The same server at its public URL: its own Gateway on the cluster's Traefik, over TLS with a certificate of
+    # the CA in its Secret, found by name (*.localhost is loopback: libnss-myhostname).
+    context = ssl.create_default_context(cafile=str(local_ca(tmp_path)))
+    with urllib.request.urlopen(f"{PUBLIC}/health", timeout=10, context=context) as r:
         assert r.status == 200
     pods = json.loads(subprocess.run(["kubectl", "-n", "mlflow", "get", "pods", "-o", "json"], capture_output=True,
                                      text=True, check=True).stdout)["items"]
@@ -139,61 +146,20 @@ def test_nightly_gc_deletes_runs_deleted_long_ago_with_their_artifacts(kubeconfi
     assert artifacts(runs["recent"]) == ["note.txt"]
 
 
-def test_the_ui_works_in_a_browser_through_the_ingress_and_the_node_port(kubeconfig, monkeypatch, tmp_path):
-    """Headless Chromium (Debian's) opens the MLflow UI through each way in of the local inventory, logs in with
-    basic-auth, opens an experiment's runs table, a run and its artifact, the registry and a model with its alias,
-    and sends writes from the page as the UI does (an experiment created, an alias set): no request fails, no
-    status >= 400, no console error. (Through the ingress, every POST of the UI was refused as cross-origin.)"""
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
-
+def test_the_ui_works_in_a_browser_over_tls_and_through_the_node_port(kubeconfig, monkeypatch, tmp_path):
+    """Headless Chromium opens the MLflow UI at the public URL printed at the end of the run (the Gateway over TLS,
+    its local CA trusted in the browser's certificate store) and through the node port, and the MLflow Python
+    client logs a run at that URL, trusting the same CA. (browser.py: every page, no failed request, writes too.)"""
     password = admin_login(monkeypatch)
+    ca_file = local_ca(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(ca_file))
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=TRACKING)
-    tag = uuid.uuid4().hex[:6]
-    experiment = client.create_experiment(f"ui-{tag}")
-    run = client.create_run(experiment, run_name=f"ui-run-{tag}")
-    (tmp_path / "note.txt").write_text("hello")
-    client.log_artifact(run.info.run_id, str(tmp_path / "note.txt"))
-    client.log_metric(run.info.run_id, "accuracy", 0.9)
-    client.set_terminated(run.info.run_id)
-    model = f"ui-model-{tag}"
-    client.create_registered_model(model)
-    version = client.create_model_version(model, run.info.artifact_uri, run.info.run_id).version
-    client.set_registered_model_alias(model, "champion", version)
-    pages = [(f"/#/experiments/{experiment}/runs", f"ui-run-{tag}"),
-             (f"/#/experiments/{experiment}/runs/{run.info.run_id}", f"ui-run-{tag}"),
-             (f"/#/experiments/{experiment}/runs/{run.info.run_id}/artifacts", "note.txt"),
-             ("/#/models", model), (f"/#/models/{model}", "champion")]
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
-        try:
-            for way, base in enumerate(("http://mlflow.localhost:8880", TRACKING)):
-                context = browser.new_context(http_credentials={"username": "admin", "password": password})
-                page = context.new_page()
-                problems: list[str] = []
-                page.on("console", lambda m, p=problems: p.append(f"console: {m.text}") if m.type == "error" else None)
-                page.on("response", lambda r, p=problems: p.append(f"{r.status} {r.request.method} {r.url}")
-                        if r.status >= 400 else None)
-                page.on("requestfailed", lambda r, p=problems: p.append(f"failed {r.url}: {r.failure}"))
-                for path, text in pages:
-                    page.goto(base + path)
-                    try:
-                        page.get_by_text(text).first.wait_for(timeout=20000)
-                    except PlaywrightError as exc:
-                        raise AssertionError(f"{base}{path} never showed {text!r}: {problems[:10]}") from exc
-                for endpoint, body in (("experiments/create", {"name": f"ui-write-{tag}-{way}"}),
-                                       ("registered-models/alias", {"name": model, "alias": "challenger",
-                                                                    "version": version})):
-                    status = page.evaluate(POST_FROM_THE_PAGE, [endpoint, body])
-                    assert status == 200, f"{base}: the page's POST {endpoint} answered {status}"
-                assert not problems, f"{base}: {problems[:10]}"
-                context.close()
-        finally:
-            browser.close()
-    assert client.get_model_version_by_alias(model, "challenger").version == version
+    client = mlflow.MlflowClient(tracking_uri=PUBLIC)
+    run = client.create_run(client.create_experiment(f"tls-{uuid.uuid4().hex[:6]}"))
+    client.log_metric(run.info.run_id, "loss", 0.1)
+    assert client.get_run(run.info.run_id).data.metrics == {"loss": 0.1}
+    ui_works_through([PUBLIC, TRACKING], mlflow.MlflowClient(tracking_uri=TRACKING), password, tmp_path, ca_file)
 
 
 def test_a_restore_of_the_nightly_backup_brings_back_exactly_what_was_logged_before_it(kubeconfig, monkeypatch):
@@ -224,9 +190,12 @@ def test_a_restore_of_the_nightly_backup_brings_back_exactly_what_was_logged_bef
     assert client.get_experiment_by_name(dropped) is None
 
 
-# A write as the UI sends it: a POST from the page to the UI's API path (the browser adds the Origin header).
-POST_FROM_THE_PAGE = """async ([endpoint, body]) => (await fetch('ajax-api/2.0/mlflow/' + endpoint, {
-    method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)})).status"""
+def local_ca(folder: Path) -> Path:
+    """The certificate of the CA that signed the Gateway's certificate, as the end of a run says to fetch it."""
+    secret = json.loads(kubectl("-n", "mlflow", "get", "secret", "mlflow-tls", "-o", "json"))["data"]
+    path = folder / "mlflow-ca.crt"
+    path.write_bytes(base64.b64decode(secret["ca.crt"]))
+    return path
 
 
 def admin_login(monkeypatch) -> str:
@@ -277,7 +246,8 @@ def rendered_manifests_are_what_the_cluster_holds(tmp_path: Path) -> None:
         assert diff.returncode == 0, f"{role}: the rendered manifests differ from the cluster:\n{diff.stdout[-3000:]}"
         rendered = {(o["kind"], o["metadata"]["name"]) for path in folder.glob("*.yaml")
                     if path.name != "kustomization.yaml" for o in [yaml.safe_load(path.read_text())]}
-        kinds = "configmaps,secrets,services,deployments,statefulsets,jobs,ingresses,networkpolicies,serviceaccounts"
+        kinds = ("configmaps,secrets,services,deployments,statefulsets,jobs,ingresses,gateways,httproutes,"
+                 "networkpolicies,serviceaccounts")
         live = json.loads(subprocess.run(["kubectl", "-n", namespace, "get", kinds, "-l",
                                           "mlplatform.mlflow/object-set", "-o", "json"],
                                          capture_output=True, text=True, check=True).stdout)["items"]
