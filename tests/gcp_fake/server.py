@@ -240,6 +240,10 @@ class FakeGoogle:
         token = self._issue(payload["iss"])
         return 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}, {}
 
+    def issue_token(self, principal: str) -> str:
+        """A token as the token endpoint issues it (to read state back through the API in a scenario's verify)."""
+        return self._issue(principal)
+
     def _issue(self, principal: str) -> str:
         self._counter += 1
         token = f"ya29.fake-{self._counter}"

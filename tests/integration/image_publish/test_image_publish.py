@@ -27,7 +27,7 @@ from ..ansible_run import ROOT, run_playbook
 from .registry import running_registry
 
 NS = "it-image"
-NODE_PORT = 30531  # taken elsewhere: 30500 (local inventory), 30511/30512 (molecule), 30521-30561 (other tests)
+NODE_PORT = 30531  # taken elsewhere: 30500 (local inventory), 30511-30513 (molecule), 30521-30561 (other tests)
 LOCATION = "europe-west1"
 AR_HOST = f"{LOCATION}-docker.pkg.dev"
 PROJECT = f"it-image-{uuid.uuid4().hex[:6]}"  # a fresh name per run: the kubelet must pull, never reuse

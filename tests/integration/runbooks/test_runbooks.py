@@ -26,7 +26,7 @@ from ..load import Load
 
 NS = f"rb-{uuid.uuid4().hex[:6]}"
 SERVING_NS = f"{NS}-serving"
-NODE_PORT = 30561  # taken elsewhere: 30500 (local inventory), 30511/30512 (molecule), 30521-30551 (tests, benchmarks)
+NODE_PORT = 30561  # taken elsewhere: 30500 (local inventory), 30511-30513 (molecule), 30521-30551 (tests, benchmarks)
 TRACKING = f"http://127.0.0.1:{NODE_PORT}"
 PREVIOUS_IMAGE = "docker.io/mlplatform/mlflow:3.16.1"
 CURRENT_IMAGE = "docker.io/mlplatform/mlflow:3.17.2"
