@@ -110,13 +110,13 @@ stage_integration() {
   grep -E "built|building" "$REPORTS/cluster-build.log"
   echo "=== the cluster build ended $((SECONDS - start)) s into this stage (log: $REPORTS/cluster-build.log)"
   cluster/cluster.sh up || return 1
-  # Two pytest runs side by side, of about equal length (22-25 min each), on disjoint namespaces and node ports:
+  # Two pytest runs side by side, of about equal length (35-40 min each), on disjoint namespaces and node ports:
   # most of a tier's time is spent waiting for pods, so the two cores carry both. The first is named; the second is
   # everything else, so a new tier runs without being listed. Each has its own temporary folder (two sessions
   # sharing one prune each other's). The one test that stops the whole cluster (fixture `cluster_alone`, run last in
   # its session) waits for a lock this shell holds until the first run has ended.
   local first=(tests/integration/model_serving tests/integration/runbooks tests/integration/site
-               tests/integration/cluster tests/integration/image_publish)
+               tests/integration/cluster tests/integration/image_publish tests/integration/test_molecule.py)
   local ignore=() dir rc=0 first_pid second_pid
   for dir in "${first[@]}"; do ignore+=("--ignore=$dir"); done
   mkdir -p "$ROOT/.cache/pytest" || return 1  # pytest makes --basetemp itself, but not its parent

@@ -14,6 +14,15 @@ _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _MEMORY_FACTORS = {None: 1 / 2**20, "Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024**2,
                    "k": 1000 / 2**20, "M": 10**6 / 2**20, "G": 10**9 / 2**20, "T": 10**12 / 2**20}
 DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql"}
+# How long a connection may take to open, and (PostgreSQL) how soon a connection whose peer vanished is given up:
+# TCP keepalives for an idle one, a user timeout for one with unacknowledged data. Without them a connection to a
+# database that is gone (a stopped or rescheduled pod whose SYN or packets are dropped, not refused) blocks a server
+# thread and its pool slot for minutes, and the server stays stuck after the database is back.
+CONNECTION_OPTIONS = {
+    "postgresql": "connect_timeout=10&keepalives=1&keepalives_idle=30&keepalives_interval=10&keepalives_count=3"
+                  "&tcp_user_timeout=30000",
+    "mysql": "connect_timeout=10",
+}
 
 
 def cpu_cores(quantity: object) -> float:
@@ -34,7 +43,8 @@ def mebibytes(quantity: object) -> int:
 
 
 def database_uri(engine: str, user: str, password: str, host: str, port: int | str, database: str) -> str:
-    """A SQLAlchemy URI with the user and password URL-encoded (a password may hold @ : / % # and spaces).
+    """A SQLAlchemy URI with the user and password URL-encoded (a password may hold @ : / % # and spaces), and the
+    connection's time limits (CONNECTION_OPTIONS).
 
     The driver is explicit: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3.
     """
@@ -43,7 +53,8 @@ def database_uri(engine: str, user: str, password: str, host: str, port: int | s
     credentials = quote(str(user), safe="")
     if password:
         credentials += ":" + quote(str(password), safe="")
-    return f"{DRIVERS[engine]}://{credentials}@{host}:{int(port)}/{quote(str(database), safe='')}"
+    return (f"{DRIVERS[engine]}://{credentials}@{host}:{int(port)}/{quote(str(database), safe='')}"
+            f"?{CONNECTION_OPTIONS[engine]}")
 
 
 def allowed_hosts(service: str, namespace: str, extra: list[str] | None = None) -> list[str]:

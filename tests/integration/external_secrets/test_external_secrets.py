@@ -230,7 +230,7 @@ def test_switch_to_external_secrets(play, kube, eso):
     values = decoded(secret)
     for key in ("database-password", "admin-password", "flask-secret-key"):
         assert values[key] == STATE["values"][key], f"{key} changed on the switch"
-    assert values["backend-store-uri"] == "postgresql+psycopg2://mlflow@mlflow-db:5432/mlflow"
+    assert values["backend-store-uri"].startswith("postgresql+psycopg2://mlflow@mlflow-db:5432/mlflow?")
     assert STATE["values"]["database-password"] not in values["basic_auth.ini"]
 
     deployment = kube.get("-n", NS, "deployment", "mlflow")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 from ansible.errors import AnsibleFilterError
@@ -36,9 +36,17 @@ def test_database_uri_encodes_every_special_character_of_the_password():
     assert parts.hostname == "db.example" and parts.port == 5432 and parts.path == "/mlflow"
 
 
+def test_database_uri_bounds_how_long_a_connection_may_hang():
+    """A database that vanished must not hold a server thread for minutes: libpq has no connect timeout and no
+    keepalive tuning unless the URI asks for them (psycopg2 passes the query to libpq)."""
+    query = dict(parse_qsl(urlsplit(platform.database_uri("postgresql", "u", "p", "h", 5432, "d")).query))
+    assert query == {"connect_timeout": "10", "keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+                     "keepalives_count": "3", "tcp_user_timeout": "30000"}
+
+
 def test_database_uri_mysql_driver_and_passwordless_iam_user():
     assert platform.database_uri("mysql", "sa@p.iam", "", "127.0.0.1", 3306, "mlflow") == \
-        "mysql+pymysql://sa%40p.iam@127.0.0.1:3306/mlflow"
+        "mysql+pymysql://sa%40p.iam@127.0.0.1:3306/mlflow?connect_timeout=10"
 
 
 def test_database_uri_rejects_an_unknown_engine():

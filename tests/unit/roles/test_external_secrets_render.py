@@ -19,9 +19,12 @@ from ansible.parsing.dataloader import DataLoader  # noqa: E402
 from ansible.plugins.loader import init_plugin_loader  # noqa: E402
 from ansible.template import Templar, trust_as_template  # noqa: E402
 
+from ansible_collections.mlplatform.mlflow.plugins.filter import platform  # noqa: E402
+
 init_plugin_loader([str(ROOT / ".cache" / "collections")])
 
 PASSWORD = "p@ss:w/rd%1"  # what a run of the kubernetes source would put into the URI, URL-encoded
+NO_PASSWORD_URI = "postgresql+psycopg2://mlflow@mlflow-db:5432/mlflow?" + platform.CONNECTION_OPTIONS["postgresql"]
 FACTS = {
     "mlflow_server_image": "docker.io/mlplatform/mlflow:3.17.2",
     "_mlflow_server_workers": 1,
@@ -54,9 +57,8 @@ def render(template: str, **overrides) -> list[dict]:
     }
     source = overrides.get("mlflow_server_secret_source", "kubernetes")
     password = "" if source == "external_secrets" or variables["mlflow_server_cloudsql_iam_auth"] else PASSWORD
-    encoded = password.replace("%", "%25").replace("@", "%40").replace(":", "%3A").replace("/", "%2F")
     # What vars/main.yml assembles with the collection's database_uri filter (not loaded by this bare Templar).
-    uri = f"postgresql+psycopg2://mlflow{':' if password else ''}{encoded}@mlflow-db:5432/mlflow"
+    uri = platform.database_uri("postgresql", "mlflow", password, "mlflow-db", 5432, "mlflow")
     variables["_mlflow_server_db_uri"] = overrides.get("_mlflow_server_db_uri", uri)
     variables.setdefault("_mlflow_server_credentials", {"database-password": PASSWORD, "admin-password": "admin-pw",
                                                         "flask-secret-key": "flask-key"})
@@ -120,8 +122,8 @@ def test_external_secret_reads_each_credential_from_secret_manager_through_the_s
     assert "mlplatform.mlflow/object-set" not in template["metadata"]["labels"]
     assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "server"
     assert set(template["data"]) == {"admin-username", "backend-store-uri", "basic_auth.ini"}
-    assert template["data"]["backend-store-uri"] == "postgresql+psycopg2://mlflow@mlflow-db:5432/mlflow"
-    assert "database_uri = postgresql+psycopg2://mlflow@mlflow-db:5432/mlflow" in template["data"]["basic_auth.ini"]
+    assert template["data"]["backend-store-uri"] == NO_PASSWORD_URI
+    assert f"database_uri = {NO_PASSWORD_URI}" in template["data"]["basic_auth.ini"]
     # Literal template data holds no secret and nothing the operator's Go templates would interpret.
     rendered = yaml.safe_dump(es)
     assert PASSWORD not in rendered and "admin-pw" not in rendered and "flask-key" not in rendered
