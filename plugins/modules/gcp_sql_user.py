@@ -43,6 +43,14 @@ options:
       - Secret Manager secret holding the password of a V(BUILT_IN) user - a secret ID in O(project), or
         V(projects/P/secrets/S) or V(projects/P/secrets/S/versions/V). The latest version is used when none is named.
     type: str
+  database_roles:
+    description:
+      - Database roles the user is made a member of when it is created (the API's C(databaseRoles)), for example
+        V(cloudsqlsuperuser), which owns the databases C(gcp_sql_database) creates. An IAM user gets no privilege
+        on any database without one. An existing user's memberships are left as they are.
+    type: list
+    elements: str
+    default: []
   update_password:
     description:
       - V(on_create) sets the password only when the user is created.
@@ -82,6 +90,7 @@ EXAMPLES = r"""
     instance: mlflow
     type: CLOUD_IAM_SERVICE_ACCOUNT
     name: mlflow-server@my-project.iam.gserviceaccount.com
+    database_roles: [cloudsqlsuperuser]  # PostgreSQL: may create tables in the databases the Admin API made
 """
 
 RETURN = r"""
@@ -118,7 +127,7 @@ from ansible_collections.mlplatform.mlflow.plugins.module_utils.google import (
     is_sql_busy,
 )
 
-VIEW_KEYS = ("name", "host", "type")
+VIEW_KEYS = ("name", "host", "type", "databaseRoles")
 
 
 def db_user_name(name: str, user_type: str, engine: str) -> str:
@@ -202,6 +211,8 @@ def run(module: GoogleModule) -> dict:
         )
     push_password = p["type"] == "BUILT_IN" and (current is None or p["update_password"] == "always")
     body: dict = {"name": name, "type": p["type"], **({"host": host} if host is not None else {})}
+    if current is None and p["database_roles"]:
+        body["databaseRoles"] = p["database_roles"]
     if push_password and not module.check_mode:
         body["password"] = (
             p["password"] if p["password"] else read_secret(module, secret_version_path(p["password_secret"], project))
@@ -257,6 +268,7 @@ def main() -> None:
             "host": {"type": "str", "default": "%"},
             "password": {"type": "str", "no_log": True},
             "password_secret": {"type": "str", "no_log": False},
+            "database_roles": {"type": "list", "elements": "str", "default": []},
             "update_password": {
                 "type": "str",
                 "choices": ["on_create", "always"],

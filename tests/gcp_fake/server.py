@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from gcp_fake import services
+from gcp_fake.cloudsql import InstanceCA, InstanceEndpoint, PostgresRoles
 from gcp_fake.contract import Contract, Violation
 from gcp_fake.services import CONCURRENT_POLICY_CHANGE
 
@@ -58,6 +59,7 @@ class Logged:
 
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+TOKEN_LIFETIME = 3599  # seconds, as Google's token endpoint answers (expires_in)
 
 # Token minting (iamcredentials generateAccessToken) changes nothing either.
 READ_METHODS = services.READ_METHODS | {"iamcredentials.projects.serviceAccounts.generateAccessToken"}
@@ -89,7 +91,7 @@ class FakeGoogle:
         self.violations: list[str] = []
         self.faults: list[Fault] = []
         self.trusted_keys: dict[str, t.Any] = {}  # client_email -> public key
-        self.tokens: dict[str, str] = {}  # issued token -> principal
+        self.tokens: dict[str, str] = {}  # issued token -> principal (scopes and expiry: state.access_tokens)
         self._lock = threading.RLock()
         self._counter = 0
         self._server: ThreadingHTTPServer | None = None
@@ -175,7 +177,8 @@ class FakeGoogle:
             "token_uri": self.token_uri,
         }
 
-    def add_sql_instance(self, project: str, region: str, name: str, version: str, private_ip: str) -> dict:
+    def add_sql_instance(self, project: str, region: str, name: str, version: str, private_ip: str,
+                         flags: t.Mapping[str, str] | None = None) -> dict:
         """A RUNNABLE Cloud SQL instance on a private IP, as cloudsql_db leaves one (for connectors to dial)."""
         inst = {
             "kind": "sql#instance", "name": name, "project": project, "region": region, "databaseVersion": version,
@@ -188,9 +191,30 @@ class FakeGoogle:
                                              "networks/default"}},
             "etag": self.state.etag(),
         }
+        if flags:
+            inst["settings"]["databaseFlags"] = [{"name": k, "value": v} for k, v in flags.items()]
         with self._lock:
             self.state.instances[(project, name)] = inst
         return inst
+
+    def serve_sql_instance(self, project: str, name: str, upstream: tuple[str, int], *, port: int = 3307,
+                           roles: PostgresRoles | None = None) -> InstanceEndpoint:
+        """Start the instance's server-side proxy on this fake's host, in front of a real database at `upstream`.
+
+        A PostgreSQL instance's endpoint checks IAM logins against the instance's IAM users; with `roles` the Admin
+        API's users.insert/delete also create and drop the database's roles, as Cloud SQL does."""
+        inst = self.state.instances[(project, name)]
+        with self._lock:
+            ca = self.state.sql_cas.setdefault((project, name), InstanceCA(project, name))
+            if roles is not None:
+                self.state.sql_roles[(project, name)] = roles.prepare()
+
+        def iam_users() -> set[str]:
+            with self._lock:
+                return self.state.sql_iam_users(project, name)
+
+        postgres = inst["databaseVersion"].startswith("POSTGRES")
+        return InstanceEndpoint(ca, self.host, upstream, port=port, iam_users=iam_users if postgres else None).start()
 
     @property
     def writes(self) -> list[Logged]:
@@ -237,17 +261,19 @@ class FakeGoogle:
             or int(payload.get("exp", 0)) < time.time()
         ):
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT: audience or expiry."}, {}
-        token = self._issue(payload["iss"])
-        return 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}, {}
+        token = self._issue(payload["iss"], str(payload.get("scope") or "").split())
+        return 200, {"access_token": token, "expires_in": TOKEN_LIFETIME, "token_type": "Bearer"}, {}
 
-    def issue_token(self, principal: str) -> str:
+    def issue_token(self, principal: str, scopes: t.Iterable[str] = (), lifetime: float = TOKEN_LIFETIME) -> str:
         """A token as the token endpoint issues it (to read state back through the API in a scenario's verify)."""
-        return self._issue(principal)
+        with self._lock:
+            return self._issue(principal, scopes, lifetime)
 
-    def _issue(self, principal: str) -> str:
+    def _issue(self, principal: str, scopes: t.Iterable[str], lifetime: float = TOKEN_LIFETIME) -> str:
         self._counter += 1
         token = f"ya29.fake-{self._counter}"
         self.tokens[token] = principal
+        self.state.access_tokens[token] = services.AccessToken(principal, frozenset(scopes), time.time() + lifetime)
         return token
 
     def _api(
@@ -361,8 +387,9 @@ class FakeGoogle:
         email = req.path_params["name"].rsplit("/", 1)[1].lower()
         if email not in self.state.service_accounts and email not in self.trusted_keys:
             return services.error(404, f"Not found; Gaia id not found for email {email}", "NOT_FOUND")
-        token = self._issue(email)
-        expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        lifetime = float(str((req.body or {}).get("lifetime") or "3600s").removesuffix("s"))
+        token = self._issue(email, (req.body or {}).get("scope") or [], lifetime)
+        expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.state.access_tokens[token].expires))
         return 200, {"accessToken": token, "expireTime": expire}
 
 

@@ -21,7 +21,7 @@ import typing as t
 import uuid
 from dataclasses import dataclass, field
 
-from gcp_fake.cloudsql import InstanceCA
+from gcp_fake.cloudsql import InstanceCA, Login, PostgresRoles
 
 Response = tuple[int, t.Any]
 
@@ -81,6 +81,15 @@ KNOWN_FLAGS = {
 }
 
 
+@dataclass(frozen=True)
+class AccessToken:
+    """An OAuth access token the fake issued: to whom, with which scopes, valid until when (time.time())."""
+
+    principal: str
+    scopes: frozenset[str]
+    expires: float
+
+
 @dataclass
 class Lro:
     op: dict[str, t.Any]
@@ -113,6 +122,9 @@ class State:
     backup_runs: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
     operations: dict[str, Lro] = field(default_factory=dict)
     sql_cas: dict[tuple[str, str], InstanceCA] = field(default_factory=dict)  # made on first connect
+    # The database behind an instance, when a test attached one: users.insert/delete create and drop its roles.
+    sql_roles: dict[tuple[str, str], PostgresRoles] = field(default_factory=dict)
+    access_tokens: dict[str, AccessToken] = field(default_factory=dict)  # every token the fake issued
     _etags: itertools.count = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -176,6 +188,10 @@ class State:
             if lro.remaining <= 0:
                 self._finish(lro)
         return copy.deepcopy(lro.op)
+
+    def sql_iam_users(self, project: str, instance: str) -> set[str]:
+        """The database user names of an instance's IAM users, who log in with a token, never a password."""
+        return {u["name"] for u in self.users.get((project, instance), []) if u.get("type", "").startswith("CLOUD_IAM")}
 
     def sql_busy(self, project: str, instance: str) -> bool:
         return any(
@@ -1230,8 +1246,13 @@ def sql_user_insert(st: State, r: Req) -> Response:
     }
     if host is not None:
         user["host"] = host
+    if body.get("databaseRoles"):
+        user["databaseRoles"] = list(body["databaseRoles"])
 
     def done() -> None:
+        roles = st.sql_roles.get((inst["project"], inst["name"]))
+        if roles is not None:
+            roles.added(user, body.get("password", ""))
         users.append(user)
         if body.get("password"):
             st.passwords[(inst["project"], inst["name"], name, host or "")] = body["password"]
@@ -1266,7 +1287,14 @@ def sql_user_delete(st: State, r: Req) -> Response:
     user = _find_user(users, name, host)
     if user is None:
         return _sql_err(404, f"User {name} does not exist.", "notFound")
-    return 200, _sql_op(st, inst["project"], inst["name"], "DELETE_USER", lambda: users.remove(user))
+
+    def done() -> None:
+        roles = st.sql_roles.get((inst["project"], inst["name"]))
+        if roles is not None:
+            roles.removed(user)
+        users.remove(user)
+
+    return 200, _sql_op(st, inst["project"], inst["name"], "DELETE_USER", done)
 
 
 def sql_backup_insert(st: State, r: Req) -> Response:
@@ -1343,15 +1371,25 @@ def sql_connect_get(st: State, r: Req) -> Response:
 
 
 def sql_connect_generate_ephemeral(st: State, r: Req) -> Response:
-    """generateEphemeralCert: a one-hour client certificate for the caller's public key, signed by the instance CA."""
+    """generateEphemeralCert: a one-hour client certificate for the caller's public key, signed by the instance CA.
+
+    With access_token (IAM database authentication) the token must be one the fake issued and unexpired; the
+    certificate is bound to it (the login it stands for) and expires with it at the latest."""
     _inst, ca, err = _connectable(st, r)
     if err:
         return err
     assert ca is not None
-    public_key = (r.body or {}).get("public_key", "")
+    body = r.body or {}
+    public_key = body.get("public_key", "")
     if not public_key:
         return _sql_err(400, "Invalid request: public_key is required.", "invalid")
-    cert = ca.issue(public_key, r.principal)
+    login = None
+    if body.get("access_token"):
+        token = st.access_tokens.get(body["access_token"])
+        if token is None or token.expires <= time.time():
+            return _sql_err(400, "Invalid request: access_token is invalid or expired.", "invalid")
+        login = Login(token.principal, token.scopes, dt.datetime.fromtimestamp(token.expires, dt.UTC))
+    cert = ca.issue(public_key, r.principal, login)
     if cert is None:
         return _sql_err(400, "Invalid request: public_key is not a PEM RSA public key.", "invalid")
     return 200, {"ephemeralCert": cert}

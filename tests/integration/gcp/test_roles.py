@@ -97,7 +97,8 @@ def test_prod_like_iam_database_auth(playbook, fake):
     assert inst["settings"]["databaseFlags"] == [{"name": "cloudsql.iam_authentication", "value": "on"}]
     assert inst["settings"]["ipConfiguration"]["allocatedIpRange"] == "google-managed-services-prod-vpc"
     users = st.users[("mlp-prod", "mlflow-prod")]
-    assert {"name": "mlflow-server@mlp-prod.iam", "type": "CLOUD_IAM_SERVICE_ACCOUNT"}.items() <= users[-1].items()
+    assert {"name": "mlflow-server@mlp-prod.iam", "type": "CLOUD_IAM_SERVICE_ACCOUNT",
+            "databaseRoles": ["cloudsqlsuperuser"]}.items() <= users[-1].items()
     assert "projects/210987654321/secrets/mlflow-db-password" not in st.secrets, "no password secret with IAM auth"
     assert members(fake, "project/mlp-prod", "roles/cloudsql.instanceUser") == [
         "serviceAccount:mlflow-server@mlp-prod.iam.gserviceaccount.com"

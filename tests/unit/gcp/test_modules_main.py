@@ -592,9 +592,12 @@ def test_sql_database_user_backup(run_module, fake_google):
     converge(run_module, fake_google, gcp_sql_user, user)
     stored = fake_google.state.passwords[("mlp-staging", "mlflow", "mlflow", "")]
     assert stored == fake_google.state.versions["projects/123456789012/secrets/mlflow-db-password"][0]["data"].decode()
-    iam = {"instance": "mlflow", "name": SA, "type": "CLOUD_IAM_SERVICE_ACCOUNT"}
+    iam = {"instance": "mlflow", "name": SA, "type": "CLOUD_IAM_SERVICE_ACCOUNT",
+           "database_roles": ["cloudsqlsuperuser"]}
     first = converge(run_module, fake_google, gcp_sql_user, iam)[1]
     assert first["db_user"] == "mlflow-server@mlp-staging.iam"
+    assert fake_google.calls("sql.users.insert")[-1].body["databaseRoles"] == ["cloudsqlsuperuser"]
+    assert first["diff"]["after"]["databaseRoles"] == ["cloudsqlsuperuser"]
     backup = {"instance": "mlflow", "description": "before-mlflow-3.17.2-migration"}
     first, second = converge(run_module, fake_google, gcp_sql_backup, backup)[1:]
     assert first["backup_run"]["status"] == "SUCCESSFUL" and second["backup_run"]["id"] == first["backup_run"]["id"]

@@ -5,6 +5,7 @@ The templates are rendered by Ansible's own templating with the role's defaults 
 
 from __future__ import annotations
 
+import base64
 import sys
 from pathlib import Path
 
@@ -188,6 +189,19 @@ def test_the_password_reaches_the_pods_as_pgpassword_only_with_external_secrets(
 def test_the_kubernetes_source_still_renders_the_secret():
     docs = [d for d in render("foundation.yaml.j2") if d["kind"] in ("ExternalSecret", "Secret")]
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("Secret", "mlflow-credentials")]
+
+
+def test_with_iam_authentication_the_kubernetes_secret_holds_no_password():
+    """credentials.yml settles no database password with IAM auth: the Secret must not need one."""
+    iam = {"mlflow_server_cloudsql_iam_auth": True, "mlflow_server_database_mode": "cloudsql",
+           "mlflow_server_cloudsql_instance_connection_name": "p:r:i",
+           "_mlflow_server_credentials": {"admin-password": "admin-pw", "flask-secret-key": "flask-key"}}
+    data = render("secret-credentials.yaml.j2", **iam)[0]["data"]
+    assert "database-password" not in data
+    assert base64.b64decode(data["backend-store-uri"]).decode() == NO_PASSWORD_URI
+    readers = render("deployment.yaml.j2", **iam) + render("job-upgrade.yaml.j2", **iam,
+                                                           _mlflow_server_upgrade_job="mlflow-upgrade-x")
+    assert secret_keys_read(readers, "mlflow-credentials") <= set(data)
 
 
 def test_gc_cronjob_reaches_cloud_sql_through_the_proxy():

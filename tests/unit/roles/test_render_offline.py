@@ -37,8 +37,9 @@ def test_prod_renders_without_a_cluster(tmp_path):
 
     secret = objects["secret-mlflow-credentials.yaml"]
     assert "mlplatform.mlflow/placeholder" in secret["metadata"]["annotations"]
-    for key in ("database-password", "admin-password", "flask-secret-key"):
+    for key in ("admin-password", "flask-secret-key"):
         assert base64.b64decode(secret["data"][key]).decode() == f"REPLACE_ME-{key}"
+    assert "database-password" not in secret["data"]  # prod logs in with IAM database authentication: no password
     assert oct((folder / "secret-mlflow-credentials.yaml").stat().st_mode & 0o777) == "0o600"
 
     (job,) = [obj for obj in objects.values() if obj["kind"] == "Job"]
