@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 # The collection imports itself as ansible_collections.mlplatform.mlflow (scripts/bootstrap.sh makes the link).
@@ -50,6 +51,21 @@ def kubeconfig_with_contexts(kubeconfig, tmp_path_factory):
         return str(path)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def gke_crds(kubeconfig):
+    """GKE's own CRDs (HealthCheckPolicy, GCPBackendPolicy, ManagedCertificate), vendored as published under
+    tests/fixtures/gke-crds/, installed on the cluster for tests that dry-run what a GKE inventory applies. Any test
+    that needs them asks for this fixture: on a new cluster, nothing else installs them."""
+    files = sorted((ROOT / "tests" / "fixtures" / "gke-crds").glob("*.yaml"))
+    assert len(files) == 3, files
+    for path in files:
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        for args in (["apply", "--server-side", "--field-manager=mlplatform-tests", "-f", str(path)],
+                     ["wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s"]):
+            done = subprocess.run(["kubectl", *args], capture_output=True, text=True, timeout=120, check=False)
+            assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
 
 
 @pytest.fixture(scope="module")

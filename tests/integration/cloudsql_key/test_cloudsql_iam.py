@@ -159,8 +159,8 @@ def host_proxy(google, tmp_path) -> t.Iterator[t.Callable[..., subprocess.Comple
     def psql(user: str, sql: str = "SELECT current_user") -> subprocess.CompletedProcess:
         return subprocess.run(
             ["psql", "-X", "-w", "-Atc", sql,
-             f"host=127.0.0.1 port={port} dbname=mlflow user={user} connect_timeout=10"],
-            capture_output=True, text=True, timeout=60, check=False,
+             f"host=127.0.0.1 port={port} dbname=mlflow user={user} connect_timeout=60"],
+            capture_output=True, text=True, timeout=120, check=False,
             env={k: v for k, v in os.environ.items() if not k.startswith("PG")})
 
     try:

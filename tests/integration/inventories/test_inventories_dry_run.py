@@ -27,7 +27,6 @@ import yaml
 
 from ..ansible_run import ROOT
 
-CRDS = ROOT / "tests" / "fixtures" / "gke-crds"
 UNCHECKED_KINDS = {"BackendConfig"}  # no published CRD (see above)
 INVENTORY_VARS = {
     "minikube": {},
@@ -45,16 +44,6 @@ def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, timeout=300, check=False)
     assert not check or proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stdout}{proc.stderr}"
     return proc
-
-
-@pytest.fixture(scope="module")
-def gke_crds(kubeconfig):
-    files = sorted(CRDS.glob("*.yaml"))
-    assert len(files) == 3, files
-    for path in files:
-        kubectl("apply", "--server-side", "--field-manager=mlplatform-tests", "-f", str(path))
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
-        kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
 
 
 @pytest.fixture(scope="module")

@@ -253,7 +253,7 @@ INVENTORY_CONTEXTS = {"minikube": "minikube", "staging": "gke_mlp-check_europe-w
 
 
 @pytest.mark.parametrize("inventory", sorted(INVENTORY_CONTEXTS))
-def test_rollback_runs_in_check_mode_with_every_inventory(registry, kubeconfig_with_contexts, inventory):
+def test_rollback_runs_in_check_mode_with_every_inventory(registry, kubeconfig_with_contexts, gke_crds, inventory):
     """rollback_model.yml with minikube's, staging's and prod's own variables (context, exposure, replicas), only
     the cluster and the registry pointed at this test's: it reads through the inventory's context, plans the way
     back to v2, and dry-runs every object it would apply on the API server (the GKE Gateway and HTTPRoute against
