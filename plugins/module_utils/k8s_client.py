@@ -30,6 +30,9 @@ except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
 
 IN_CLUSTER_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 REQUEST_TIMEOUT = 30
+# A 429 means the API server did not take the request (API Priority and Fairness, or a CRD's storage still
+# initializing right after the CRD was created): it is sent again after Retry-After (at most 5 s), up to 30 s in all.
+THROTTLED_WAIT_MAX, THROTTLED_TOTAL = 5.0, 30.0
 
 # A runner starts a command: run(argv, environment additions) -> (rc, stdout, stderr). Modules pass
 # AnsibleModule.run_command, controller-side plugins a subprocess (plugin_utils/in_process.py); only exec credential
@@ -248,23 +251,15 @@ class Client:
         headers = {**self._headers, "Accept": "application/json", "User-Agent": "mlplatform.mlflow"}
         if payload is not None:
             headers["Content-Type"] = content_type
-        for attempt in (1, 2):
-            connection = self._connect()
+        deadline = time.monotonic() + THROTTLED_TOTAL
+        response, data = self._send(method, path, url, payload, headers)
+        while response.status == 429 and time.monotonic() < deadline:
             try:
-                connection.request(method, url, body=payload, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-                break
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-                connection.close()
-                self._connection = None  # the server closed an idle kept-alive connection: open a new one, once
-                if attempt == 2:
-                    raise K8sError(f"{method} {path}: {exc}") from exc
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                self._connection = None
-                raise K8sError(f"cannot reach the Kubernetes API at {self.settings.server} "
-                               f"({self.settings.description}): {exc}") from exc
+                wait = float(response.getheader("Retry-After") or 1)
+            except ValueError:
+                wait = 1.0
+            time.sleep(max(0.0, min(wait, THROTTLED_WAIT_MAX, deadline - time.monotonic())))
+            response, data = self._send(method, path, url, payload, headers)
         if text and response.status < 400:
             return data.decode(errors="replace")
         try:
@@ -276,6 +271,27 @@ class Client:
             reason = (decoded or {}).get("reason", "") if isinstance(decoded, dict) else response.reason
             raise K8sError(f"{response.status} {reason}: {message}", status=response.status, reason=reason)
         return decoded
+
+    def _send(self, method: str, path: str, url: str, payload: bytes | None,
+              headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
+        """One request on the kept-alive connection (a new one, once, when the server had closed it)."""
+        for attempt in (1, 2):
+            connection = self._connect()
+            try:
+                connection.request(method, url, body=payload, headers=headers)
+                response = connection.getresponse()
+                return response, response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                connection.close()
+                self._connection = None  # the server closed an idle kept-alive connection: open a new one, once
+                if attempt == 2:
+                    raise K8sError(f"{method} {path}: {exc}") from exc
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                self._connection = None
+                raise K8sError(f"cannot reach the Kubernetes API at {self.settings.server} "
+                               f"({self.settings.description}): {exc}") from exc
+        raise AssertionError("unreachable")
 
     def resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:
         """(plural, namespaced) of a kind, or None when the cluster does not serve it."""

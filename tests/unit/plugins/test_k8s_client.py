@@ -103,3 +103,42 @@ def test_a_statefulset_is_ready_when_its_revision_is_current():
     assert k8s.workload_state(sts)[0] == "progressing"
     sts["status"]["currentRevision"] = "b"
     assert k8s.workload_state(sts)[0] == "ready"
+
+
+def test_a_throttled_request_is_sent_again_after_retry_after():
+    """429 TooManyRequests (API Priority and Fairness, or a new CRD's storage still initializing) is the API server
+    declining the request: the client waits as told and sends it again; other errors are not retried."""
+    import http.server
+    import threading
+
+    answers = [(429, "storage is (re)initializing"), (429, "storage is (re)initializing"), (200, ""), (409, "taken")]
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            status, message = answers.pop(0)
+            body = json.dumps({"kind": "Status", "message": message, "reason": "TooManyRequests"}
+                              if status >= 400 else {"kind": "NamespaceList", "items": []}).encode()
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "0")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = k8s_client.Client(k8s_client.Settings(f"http://127.0.0.1:{server.server_address[1]}"))
+        assert client.request("GET", "/api/v1/namespaces") == {"kind": "NamespaceList", "items": []}
+        assert len(seen) == 3
+        with pytest.raises(k8s_client.K8sError, match="409"):
+            client.request("GET", "/api/v1/namespaces")
+        assert len(seen) == 4
+    finally:
+        server.shutdown()
