@@ -275,7 +275,8 @@ class Client:
     def _send(self, method: str, path: str, url: str, payload: bytes | None,
               headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
         """One request on the kept-alive connection (a new one, once, when the server had closed it)."""
-        for attempt in (1, 2):
+        reopened = False
+        while True:
             connection = self._connect()
             try:
                 connection.request(method, url, body=payload, headers=headers)
@@ -284,14 +285,14 @@ class Client:
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 connection.close()
                 self._connection = None  # the server closed an idle kept-alive connection: open a new one, once
-                if attempt == 2:
+                if reopened:
                     raise K8sError(f"{method} {path}: {exc}") from exc
+                reopened = True
             except (OSError, http.client.HTTPException) as exc:
                 connection.close()
                 self._connection = None
                 raise K8sError(f"cannot reach the Kubernetes API at {self.settings.server} "
                                f"({self.settings.description}): {exc}") from exc
-        raise AssertionError("unreachable")
 
     def resource(self, api_version: str, kind: str) -> tuple[str, bool] | None:
         """(plural, namespaced) of a kind, or None when the cluster does not serve it."""
