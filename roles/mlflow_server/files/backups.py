@@ -3,7 +3,7 @@
 Run in the server's image, with the server's identity (Workload Identity on GKE, the GCS emulator locally):
   python backups.py keep DIR       store the dump the backup CronJob's first container wrote in DIR, then delete
                                    the oldest scheduled dumps beyond MLPLATFORM_BACKUP_KEEP
-  python backups.py fetch NAME     copy the dump NAME ("newest": the newest scheduled one) into /backups, for
+  python backups.py fetch NAME DIR copy the dump NAME ("newest": the newest scheduled one) into DIR, for
                                    restore_db.yml
 MLPLATFORM_BACKUP_STORE is gs://BUCKET/PREFIX or a folder. The last line written to /dev/termination-log says what
 was done ("FILE BYTES" for fetch).
@@ -92,16 +92,15 @@ def main(argv: list[str]) -> int:
         report(f"{dumps[0].name} {dumps[0].stat().st_size} stored in {os.environ['MLPLATFORM_BACKUP_STORE']}; "
                f"{len(removed)} older removed")
         return 0
-    if len(argv) == 2 and argv[0] == "fetch":
+    if len(argv) == 3 and argv[0] == "fetch":
         names = store.names()
         scheduled = [name for name in names if SCHEDULED.match(name)]
         name = (scheduled[-1] if scheduled else "") if argv[1] == "newest" else argv[1]
         if name not in names:
             report(f"no backup {argv[1]} in {os.environ['MLPLATFORM_BACKUP_STORE']}; it holds: {' '.join(names)}")
             return 2
-        target = Path("/backups") / name
-        if not (isinstance(store, Folder) and store.path.resolve() == target.parent.resolve()):
-            store.get(name, target)
+        target = Path(argv[2]) / name
+        store.get(name, target)
         report(f"{name} {target.stat().st_size}")
         return 0
     print(__doc__, file=sys.stderr)

@@ -5,7 +5,8 @@ second token, with the sqlservice.login scope, and sends it as generateEphemeral
 the ephemeral certificate to it. The server's PostgreSQL startup carries the IAM user mlflow-server@mlp-staging.iam
 and no password; the instance endpoint admits it only for that certificate (conftest.py has the instance). The IAM
 user is added through the Admin API, which makes its role in the PostgreSQL as Cloud SQL does; the test, as the
-database's administrator, gives it the database.
+database's administrator, gives it the database. Artifacts go to a bucket (the GCS emulator), where the scheduled
+backup exports the database and restore_db.yml fetches it back from.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import yaml
 
 from ..ansible_run import ROOT, run_playbook
 from .conftest import INSTANCE, PROJECT, REGION, free_port, kubectl_json, log_a_run_and_read_it_back
@@ -73,8 +75,10 @@ def database(google, postgres) -> None:
     postgres["psql"]("CREATE DATABASE mlflow OWNER cloudsqlsuperuser")
 
 
-def converge(proxy_image: str, google: dict, key_path: Path) -> t.Any:
-    variables = {
+def server_variables(proxy_image: str, google: dict, key_path: Path) -> dict[str, t.Any]:
+    """server.yml's role variables with this module's: what a converge and a runbook of this server are given."""
+    (play,) = yaml.safe_load((ROOT / PLAYBOOK).read_text())
+    return {**play["roles"][0]["vars"], **{
         "mlflow_server_cloudsql_instance_connection_name": f"{PROJECT}:{REGION}:{INSTANCE}",
         "mlflow_server_cloudsql_proxy_image": proxy_image,
         "mlflow_server_cloudsql_credentials_file": str(key_path),
@@ -85,8 +89,15 @@ def converge(proxy_image: str, google: dict, key_path: Path) -> t.Any:
         "mlflow_server_namespace": NAMESPACE,
         "mlflow_server_node_port": 30542,
         "mlflow_server_extra_allowed_hosts": ["127.0.0.1:30542"],
-    }
-    return run_playbook(PLAYBOOK, variables, timeout=1200)
+        # artifacts in a bucket (the GCS emulator), and a nightly export of the database into its backups/ folder
+        "mlflow_server_artifacts_destination": f"gs://{NAMESPACE}/artifacts",
+        "mlflow_server_gcs_emulator_enabled": True,
+        "mlflow_server_backup_schedule": "47 2 * * *",
+    }}
+
+
+def converge(proxy_image: str, google: dict, key_path: Path) -> t.Any:
+    return run_playbook(PLAYBOOK, server_variables(proxy_image, google, key_path), timeout=1200)
 
 
 def test_the_proxy_logs_in_with_a_login_token_bound_to_its_certificate(converged, google):
@@ -189,6 +200,50 @@ def test_another_accounts_token_cannot_log_in_as_the_server(converged, google, h
     assert wrong.returncode != 0 and IAM_REFUSAL.format(SERVER_USER) in wrong.stderr, wrong.stderr
     assert len(endpoint.refused) == refused_before + 1
     assert f"IAM login as {SERVER_USER} refused: the certificate's token is {OTHER_SA}'s" in endpoint.refused[-1]
+
+
+def test_a_restore_from_the_scheduled_export_brings_back_exactly_the_runs_before_it(
+        converged, proxy_image, google, key_file, postgres):
+    """The backup CronJob dumps "Cloud SQL" through its own proxy, as the IAM user, into the bucket;
+    restore_db.yml -e restore_db_file=newest restores that dump through the proxy: what came after it is gone."""
+    import mlflow
+
+    def experiments() -> set[str]:
+        return set(postgres["psql"]("SELECT name FROM experiments", "mlflow").split())
+
+    kept, dropped = f"iam-before-export-{os.getpid()}", f"iam-after-export-{os.getpid()}"
+    logins_before = len(google["endpoint"].accepted)
+    mlflow.set_tracking_uri(TRACKING)
+    secret = kubectl_json("-n", NAMESPACE, "secret", "mlflow-credentials")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        env.setenv("MLFLOW_TRACKING_PASSWORD", base64.b64decode(secret["data"]["admin-password"]).decode())
+        mlflow.create_experiment(kept)
+        subprocess.run(["kubectl", "-n", NAMESPACE, "create", "job", "--from=cronjob/mlflow-backup", "export-now"],
+                       check=True, capture_output=True)
+        done = subprocess.run(["kubectl", "-n", NAMESPACE, "wait", "--for=condition=complete", "job/export-now",
+                               "--timeout=300s"], capture_output=True, text=True, check=False)
+        logs = subprocess.run(["kubectl", "-n", NAMESPACE, "logs", "job/export-now", "--all-containers"],
+                              capture_output=True, text=True, check=False).stdout
+        assert done.returncode == 0, done.stderr + logs[-3000:]
+        stored = re.search(r"^(mlflow-\d{8}T\d{6}Z-scheduled\.dump) (\d+) stored in "
+                           rf"gs://{NAMESPACE}/backups; 0 older removed$", logs, re.M)
+        assert stored, logs[-3000:]
+        mlflow.create_experiment(dropped)
+    assert {kept, dropped} <= experiments()
+
+    variables = {**server_variables(proxy_image, google, key_file["path"]), "restore_db_file": "newest"}
+    started = time.monotonic()
+    restore = run_playbook("playbooks/restore_db.yml", variables, timeout=900)
+    seconds = time.monotonic() - started
+    assert restore.rc == 0, restore.output[-4000:]
+    assert f"restore_db: OK, restored {stored.group(1)} into database mlflow" in restore.text, restore.text[-2000:]
+    assert kept in experiments() and dropped not in experiments()
+    # The export and the restore logged in as the server's IAM user, through the proxy, like the server.
+    logins = google["endpoint"].accepted[logins_before:]
+    assert logins and {(a.database_user, a.login) for a in logins} == {(SERVER_USER, SERVER_SA)}
+    print(f"cloudsql_iam: scheduled export {stored.group(1)} ({stored.group(2)} bytes) restored in {seconds:.1f} s, "
+          f"{len(logins)} IAM logins")
 
 
 def test_second_converge_changes_nothing(converged, proxy_image, google, key_file):

@@ -135,6 +135,10 @@ ROLE_CASES = [
      "mlflow_server_cloudsql_credentials is refused on a Workload Identity (GKE) inventory"),
     ("mlflow_server", {**CLOUDSQL, "mlflow_server_cloudsql_credentials": json.dumps(SHAPED_KEY),
                        "mlplatform_context": GKE_CONTEXT}, "is a GKE context"),
+    # Cloud SQL's scheduled export goes to the artifact bucket: there is no backups volume to fall back on.
+    ("mlflow_server", {**CLOUDSQL, "mlflow_server_backup_schedule": "47 2 * * *",
+                       "mlflow_server_artifacts_destination": "pvc"},
+     "mlflow_server_backup_schedule backs up the in-cluster or Cloud SQL database"),
 ]
 
 # Every variable with a value domain (plugins/filter/domains.py), one value outside it: refused by name in the

@@ -40,8 +40,8 @@ def test_keep_stores_the_dump_and_applies_the_retention(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("asked, fetched", [("newest", dump(3)), (dump(2), dump(2))])
-def test_fetch_copies_the_named_or_newest_dump_into_the_backups_volume(tmp_path, monkeypatch, asked, fetched):
-    store, volume = tmp_path / "store", tmp_path / "backups"
+def test_fetch_copies_the_named_or_newest_dump_into_the_folder_given(tmp_path, monkeypatch, asked, fetched):
+    store, volume = tmp_path / "store", tmp_path / "fetched"
     store.mkdir()
     volume.mkdir()
     for day in (1, 2, 3):
@@ -49,8 +49,8 @@ def test_fetch_copies_the_named_or_newest_dump_into_the_backups_volume(tmp_path,
     reports = []
     monkeypatch.setenv("MLPLATFORM_BACKUP_STORE", str(store))
     monkeypatch.setattr(backups, "report", reports.append)
-    monkeypatch.setattr(backups, "Path", lambda p: volume if p == "/backups" else Path(p))
-    assert backups.main(["fetch", asked]) == 0
+    assert backups.main(["fetch", asked, str(volume)]) == 0
+    assert [p.name for p in volume.iterdir()] == [fetched]
     assert (volume / fetched).read_bytes() == (store / fetched).read_bytes()
     assert reports == [f"{fetched} {len((store / fetched).read_bytes())}"]
 
@@ -60,5 +60,5 @@ def test_fetch_of_a_missing_dump_lists_what_the_store_holds(tmp_path, monkeypatc
     reports = []
     monkeypatch.setenv("MLPLATFORM_BACKUP_STORE", str(tmp_path))
     monkeypatch.setattr(backups, "report", reports.append)
-    assert backups.main(["fetch", dump(9)]) == 2
+    assert backups.main(["fetch", dump(9), str(tmp_path / "fetched")]) == 2
     assert reports == [f"no backup {dump(9)} in {tmp_path}; it holds: {dump(1)}"]

@@ -1,4 +1,5 @@
-"""mlflow_server with secret_source=external_secrets: what the templates render, without a cluster.
+"""mlflow_server with secret_source=external_secrets, and its Cloud SQL maintenance pods: what the templates
+render, without a cluster.
 
 The templates are rendered by Ansible's own templating with the role's defaults and vars, as a run renders them.
 """
@@ -231,3 +232,48 @@ def test_gc_cronjob_deletes_proxied_artifacts_through_the_server_as_the_admin():
     assert env["MLFLOW_TRACKING_USERNAME"] == "admin"
     assert env["MLFLOW_TRACKING_PASSWORD"] == {"name": "mlflow-credentials", "key": "admin-password"}
     assert "MLFLOW_TRACKING_PASSWORD" not in gc_env(mlflow_server_auth_enabled=False)
+
+
+CLOUDSQL_IAM = {"mlflow_server_database_mode": "cloudsql", "mlflow_server_cloudsql_iam_auth": True,
+                "mlflow_server_cloudsql_instance_connection_name": "p:europe-west1:mlflow",
+                "mlflow_server_artifacts_destination": "gs://mlp-artifacts/mlflow",
+                "_mlflow_server_uses_gcs": True, "_mlflow_server_backup_store": "gs://mlp-artifacts/backups",
+                "_mlflow_server_db_host": "127.0.0.1", "_mlflow_server_cloudsql_key": '{"type": "service_account"}'}
+
+
+def test_scheduled_backup_of_cloud_sql_dumps_through_the_proxy_without_a_password():
+    cronjob = render("cronjob-backup.yaml.j2", mlflow_server_backup_schedule="47 2 * * *", **CLOUDSQL_IAM)[0]
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    proxy, dump = pod["initContainers"]
+    assert (proxy["name"], proxy["restartPolicy"], dump["name"]) == ("cloud-sql-proxy", "Always", "dump")
+    assert "--auto-iam-authn" in proxy["args"]
+    env = {e["name"]: e.get("value") for e in dump["env"]}
+    assert env["PGHOST"] == "127.0.0.1" and "PGPASSWORD" not in env
+    assert {"name": "cloudsql-credentials"}.items() <= pod["volumes"][-1].items()
+    store = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert store["MLPLATFORM_BACKUP_STORE"] == "gs://mlp-artifacts/backups"
+    in_cluster = render("cronjob-backup.yaml.j2", mlflow_server_backup_schedule="47 2 * * *")[0]
+    in_cluster_pod = in_cluster["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in in_cluster_pod["initContainers"]] == ["dump"]
+    assert "PGPASSWORD" in {e["name"] for e in in_cluster_pod["initContainers"][0]["env"]}
+
+
+@pytest.mark.parametrize("mode", ["cloudsql", "in_cluster"])
+def test_a_restore_job_fetches_the_scheduled_dump_before_its_task(mode):
+    """The dump is copied from the backup store into an emptyDir by the server's image and identity; the task (the
+    database's image) reads it there, through the proxy with Cloud SQL."""
+    variables = CLOUDSQL_IAM if mode == "cloudsql" else {}
+    job = {"name": "mlflow-restore-x", "task": "restore", "fetch": "newest", "script": "true"}
+    pod = render("job-db-task.yaml.j2", _mlflow_server_job=job, **variables)[0]["spec"]["template"]["spec"]
+    names = [c["name"] for c in pod["initContainers"]]
+    assert names == (["cloud-sql-proxy", "fetch"] if mode == "cloudsql" else ["fetch"])
+    fetch, task = pod["initContainers"][-1], pod["containers"][0]
+    assert fetch["command"] == ["python", "/scripts/backups.py", "fetch", "newest", "/fetched"]
+    assert fetch["image"] == "docker.io/mlplatform/mlflow:3.17.2" != task["image"]
+    assert pod["serviceAccountName"] == "mlflow-server"
+    assert {"name": "fetched", "mountPath": "/fetched", "readOnly": True} in task["volumeMounts"]
+    # The folder store is the backups volume (artifacts on a volume): the fetch reads it there.
+    volumes = {v["name"] for v in pod["volumes"]}
+    assert ("backups" in volumes) == (mode == "in_cluster")
+    env = {e["name"] for e in task["env"]}
+    assert ("PGPASSWORD" in env) == (mode == "in_cluster")
