@@ -198,6 +198,9 @@ def delete(client: Client, obj: dict[str, Any], dry_run: bool) -> None:
 # How often a wait reads the object again: a GET over the kept-alive connection costs about 2 ms, and every poll
 # period is, on average, half a period added to each wait of a converge.
 POLL_SECONDS = 0.25
+# A Gateway re-evaluates its routes when its own listeners change (their certificate Secret replaced, say): a
+# route's refusal may still turn into acceptance this long after the wait begins; one that lasts is final.
+ROUTE_REFUSAL_GRACE_SECONDS = 20.0
 
 
 def wait_until_gone(client: Client, objs: list[dict[str, Any]], timeout: float = 180) -> None:
@@ -279,7 +282,8 @@ def job_messages(client: Client, job: dict[str, Any]) -> list[str]:
 
 def wait_ready(client: Client, objs: list[dict[str, Any]], timeout: float) -> None:
     """Wait until every workload among the objects is ready; raise with its state when one fails or time runs out."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     for obj in objs:
         if obj.get("kind") not in WAITED_KINDS:
             continue
@@ -287,6 +291,9 @@ def wait_ready(client: Client, objs: list[dict[str, Any]], timeout: float) -> No
             state, why = workload_state(obj)
             if state == "ready":
                 break
+            if state == "failed" and obj["kind"] == "HTTPRoute" \
+                    and time.monotonic() - started < min(ROUTE_REFUSAL_GRACE_SECONDS, timeout):
+                state = "progressing"
             if state == "failed":
                 messages = job_messages(client, obj) if obj["kind"] == "Job" else []
                 reported = f"; it reported: {messages[-1]}" if messages else ""

@@ -4,7 +4,7 @@
 
 The client raises ``MlflowError`` subclasses with messages that name the resource and MLflow's
 ``error_code``/``message``; only modules turn them into ``fail_json`` (through ``MlflowModule``).
-All HTTP goes through ansible's ``open_url``, so nothing beyond ansible-core is needed on the target.
+All HTTP goes through ansible's ``Request`` (open_url's engine): nothing beyond ansible-core is needed on the target.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible.module_utils.urls import ConnectionError as AnsibleConnectionError
-from ansible.module_utils.urls import open_url
+from ansible.module_utils.urls import Request, make_context
 
 API_PREFIX = "/api/2.0/mlflow"
 API3_PREFIX = "/api/3.0/mlflow"  # users' grants (MLflow 3.17's role-based permissions)
@@ -66,6 +66,16 @@ MLFLOW_REQUIRED_TOGETHER: list[list[str]] = [["username", "password"]]
 
 Opener = t.Callable[..., t.Any]
 Sleeper = t.Callable[[float], None]
+_TLS_CONTEXTS: dict[tuple[str | None, bool], ssl.SSLContext] = {}
+
+
+def open_url(url: str, *, method: str, **kwargs: t.Any) -> t.Any:
+    """ansible's open_url with one TLS context per CA and verification for the process: open_url makes one per call,
+    loading the system's CA certificates each time (about 10 ms)."""
+    key = (kwargs.get("ca_path"), kwargs.get("validate_certs", True))
+    if key not in _TLS_CONTEXTS:
+        _TLS_CONTEXTS[key] = make_context(cafile=key[0], validate_certs=key[1])
+    return Request().open(method, url, context=_TLS_CONTEXTS[key], **kwargs)
 
 
 def mlflow_argument_spec() -> dict[str, dict[str, t.Any]]:

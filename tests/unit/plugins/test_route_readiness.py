@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.mlplatform.mlflow.plugins.module_utils import k8s
 from ansible_collections.mlplatform.mlflow.plugins.module_utils.k8s import workload_state
 
 
@@ -26,3 +27,23 @@ def accepted(status: str, observed: int, reason: str = "Accepted") -> dict:
 ])
 def test_route_state(obj, state):
     assert workload_state(obj)[0] == state
+
+
+def test_a_refusal_that_the_gateway_takes_back_is_waited_out(monkeypatch):
+    """Seen when the Gateway's certificate Secret was replaced: NoMatchingParent until the listener is valid again."""
+    refused = route(1, [accepted("False", 1, "NoMatchingParent")])
+    later = [refused, route(1, [accepted("True", 1)])]
+    monkeypatch.setattr(k8s, "get", lambda client, obj: later.pop(0))
+    monkeypatch.setattr(k8s.time, "sleep", lambda seconds: None)
+    k8s.wait_ready(None, [refused], timeout=60)
+    assert not later
+
+
+def test_a_refusal_that_lasts_fails_the_wait(monkeypatch):
+    refused = route(1, [accepted("False", 1, "NotAllowedByListeners")])
+    clock = iter(range(0, 1000, 5))
+    monkeypatch.setattr(k8s, "get", lambda client, obj: refused)
+    monkeypatch.setattr(k8s.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(k8s.time, "monotonic", lambda: float(next(clock)))
+    with pytest.raises(k8s.K8sError, match="its Gateway refused it: NotAllowedByListeners"):
+        k8s.wait_ready(None, [refused], timeout=300)

@@ -18,12 +18,9 @@ ROLE = ROOT / "roles" / "mlflow_server"
 sys.path.insert(0, str(ROOT / ".cache" / "collections"))
 
 from ansible.parsing.dataloader import DataLoader  # noqa: E402
-from ansible.plugins.loader import init_plugin_loader  # noqa: E402
 from ansible.template import Templar, trust_as_template  # noqa: E402
 
 from ansible_collections.mlplatform.mlflow.plugins.filter import platform  # noqa: E402
-
-init_plugin_loader([str(ROOT / ".cache" / "collections")])
 
 PASSWORD = "p@ss:w/rd%1"  # what a run of the kubernetes source would put into the URI, URL-encoded
 NO_PASSWORD_URI = "postgresql+psycopg2://mlflow@mlflow-db:5432/mlflow?" + platform.CONNECTION_OPTIONS["postgresql"]
@@ -69,7 +66,7 @@ def render(template: str, **overrides) -> list[dict]:
     loader.set_basedir(str(ROLE))
     templar = Templar(loader=loader, variables=trusted(variables))
     # As the role renders them: the template lookup, which also resolves the includes.
-    text = templar.template(trust_as_template(f"{{{{ lookup('ansible.builtin.template', '{template}') }}}}"))
+    text = templar.template(trust_as_template(f"{{{{ lookup('mlplatform.mlflow.template', '{template}') }}}}"))
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
