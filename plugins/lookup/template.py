@@ -19,11 +19,16 @@ options:
   _terms:
     description: The template files, by name (for example C(deployment.yaml.j2)).
     required: true
+  template_vars:
+    description: Variables for the templates only, over the task's.
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
 definitions:
   - "{{ lookup('mlplatform.mlflow.template', 'deployment.yaml.j2') | ansible.builtin.from_yaml }}"
+  - "{{ lookup('mlplatform.mlflow.template', 'deployment.yaml.j2', template_vars={'track': 'candidate'}) | from_yaml }}"
 """
 
 RETURN = r"""
@@ -44,6 +49,8 @@ from ansible.template import trust_as_template
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         variables = variables or {}
+        self.set_options(var_options=variables, direct=kwargs)
+        layer = self.get_option("template_vars")
         rendered = []
         for name in terms:
             path = self.find_file_in_search_path(variables, "templates", name)
@@ -53,7 +60,7 @@ class LookupModule(LookupBase):
             searchpath = [os.path.dirname(path)]
             for folder in variables.get("ansible_search_path", []):
                 searchpath += [os.path.join(folder, "templates"), folder]
-            templar = self._templar.copy_with_new_env(available_variables=collections.ChainMap({}, variables),
+            templar = self._templar.copy_with_new_env(available_variables=collections.ChainMap(dict(layer), variables),
                                                       searchpath=searchpath)
             source = trust_as_template(self._loader.get_text_file_contents(path))
             rendered.append(templar.template(source, escape_backslashes=False))
