@@ -15,6 +15,7 @@ A test module names the service account of its key with a `service_account` fixt
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import shutil
@@ -63,16 +64,22 @@ def kubectl_json(*args: str) -> dict:
                                      check=True).stdout)
 
 
-def log_a_run_and_read_it_back(namespace: str, tracking: str, psql: t.Callable[..., str], prefix: str) -> None:
-    """A run logged with the MLflow client as the server's admin is in the "Cloud SQL" database, metric and all."""
+@contextlib.contextmanager
+def as_admin(namespace: str, tracking: str) -> t.Iterator[t.Any]:
+    """The MLflow client module, pointed at the server and logged in as its admin (the credentials Secret's)."""
     import mlflow
 
     secret = kubectl_json("-n", namespace, "secret", "mlflow-credentials")
-    password = base64.b64decode(secret["data"]["admin-password"]).decode()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-        env.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        env.setenv("MLFLOW_TRACKING_PASSWORD", base64.b64decode(secret["data"]["admin-password"]).decode())
         mlflow.set_tracking_uri(tracking)
+        yield mlflow
+
+
+def log_a_run_and_read_it_back(namespace: str, tracking: str, psql: t.Callable[..., str], prefix: str) -> None:
+    """A run logged with the MLflow client as the server's admin is in the "Cloud SQL" database, metric and all."""
+    with as_admin(namespace, tracking) as mlflow:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         mlflow.set_experiment(name)
         with mlflow.start_run() as run:

@@ -28,7 +28,7 @@ import requests
 import yaml
 
 from ..ansible_run import ROOT, run_playbook
-from .conftest import INSTANCE, PROJECT, REGION, free_port, kubectl_json, log_a_run_and_read_it_back
+from .conftest import INSTANCE, PROJECT, REGION, as_admin, free_port, kubectl_json, log_a_run_and_read_it_back
 
 NAMESPACE = "it-cloudsql-iam"
 TRACKING = "http://127.0.0.1:30542"
@@ -206,18 +206,12 @@ def test_a_restore_from_the_scheduled_export_brings_back_exactly_the_runs_before
         converged, proxy_image, google, key_file, postgres):
     """The backup CronJob dumps "Cloud SQL" through its own proxy, as the IAM user, into the bucket;
     restore_db.yml -e restore_db_file=newest restores that dump through the proxy: what came after it is gone."""
-    import mlflow
-
     def experiments() -> set[str]:
         return set(postgres["psql"]("SELECT name FROM experiments", "mlflow").split())
 
     kept, dropped = f"iam-before-export-{os.getpid()}", f"iam-after-export-{os.getpid()}"
     logins_before = len(google["endpoint"].accepted)
-    mlflow.set_tracking_uri(TRACKING)
-    secret = kubectl_json("-n", NAMESPACE, "secret", "mlflow-credentials")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-        env.setenv("MLFLOW_TRACKING_PASSWORD", base64.b64decode(secret["data"]["admin-password"]).decode())
+    with as_admin(NAMESPACE, TRACKING) as mlflow:
         mlflow.create_experiment(kept)
         subprocess.run(["kubectl", "-n", NAMESPACE, "create", "job", "--from=cronjob/mlflow-backup", "export-now"],
                        check=True, capture_output=True)
